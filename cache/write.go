@@ -1,0 +1,48 @@
+package cache
+
+import (
+	"errors"
+
+	"go.etcd.io/bbolt"
+)
+
+// errRefused rolls back a solo write transaction whose function refused.
+var errRefused = errors.New("cache: refused")
+
+// write runs fn in a write transaction and returns fn's results from the
+// run that committed.
+//
+// fn reports two kinds of failure. refused is a decision taken before fn
+// wrote anything (missing calendar, failed precondition, UID conflict): it
+// is returned to the caller and does not fail the transaction. err is a
+// storage failure: it aborts the transaction.
+//
+// Concurrent writers are group-committed with bbolt's Batch, which shares
+// one transaction and one fsync among them. A writer that is alone skips
+// Batch, whose timer would add DB.MaxBatchDelay to its latency, and commits
+// at once. fn may run more than once (Batch retries the others when one
+// function fails), so it must set all its results on every run.
+func (s *Store) write(fn func(tx *bbolt.Tx) (refused, err error)) (refused, err error) {
+	defer s.writers.Add(-1)
+	if s.writers.Add(1) == 1 {
+		err = s.db.Update(func(tx *bbolt.Tx) error {
+			var err error
+			refused, err = fn(tx)
+			if err == nil && refused != nil {
+				return errRefused // nothing was written; skip the commit and its fsync
+			}
+			return err
+		})
+		if errors.Is(err, errRefused) {
+			err = nil
+		}
+		return refused, err
+	}
+	err = s.db.Batch(func(tx *bbolt.Tx) error {
+		refused = nil // reset: Batch may run this more than once
+		var err error
+		refused, err = fn(tx)
+		return err
+	})
+	return refused, err
+}

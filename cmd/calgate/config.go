@@ -1,0 +1,427 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+	"gopkg.in/yaml.v3"
+)
+
+// Defaults for the top-level keys of the configuration file.
+const (
+	defaultListen          = "127.0.0.1:8080"
+	defaultData            = "./calgate.db"
+	defaultMaxResourceSize = 10 << 20 // 10 MiB, the same as gateway.DefaultMaxResourceSize
+)
+
+// defaultComponents is the component set of a calendar that names none.
+var defaultComponents = []string{"VEVENT", "VTODO", "VJOURNAL"}
+
+// knownComponents are the component types a calendar may be restricted to.
+var knownComponents = map[string]bool{"VEVENT": true, "VTODO": true, "VJOURNAL": true}
+
+// Config is the gateway.yaml file (DESIGN.md §8). Relative paths in it are
+// relative to the working directory of the process.
+type Config struct {
+	// Listen is the TCP address to serve on. Port 0 picks a free port.
+	// Default: "127.0.0.1:8080".
+	Listen string `yaml:"listen"`
+	// Data is the path of the bbolt file. Default: "./calgate.db".
+	Data string `yaml:"data"`
+	// BaseURL is the public URL of the gateway, used for links in feeds and
+	// on the status page. Default: "http://" (or "https://" with TLS) +
+	// Listen.
+	BaseURL string `yaml:"base_url"`
+	// TLS, if set, makes calgate serve HTTPS itself. Default: plain HTTP
+	// (put a TLS-terminating reverse proxy in front).
+	TLS *TLSConfig `yaml:"tls"`
+	// MaxResourceSize caps a calendar object and any request body, in
+	// bytes. Default: 10485760 (10 MiB).
+	MaxResourceSize int64 `yaml:"max_resource_size"`
+	// Users are the accounts that may sign in, with their calendars.
+	Users []UserConfig `yaml:"users"`
+	// Feeds are merged .ics feeds. Not supported yet.
+	Feeds []FeedConfig `yaml:"feeds"`
+
+	// baseURLDerived records that BaseURL was filled in by Defaults, so
+	// that serve may replace it with the address it actually listens on.
+	baseURLDerived bool
+}
+
+// TLSConfig names the certificate and key files for HTTPS.
+type TLSConfig struct {
+	// Cert is a PEM file with the certificate chain, leaf first.
+	Cert string `yaml:"cert"`
+	// Key is the PEM file with the private key of Cert.
+	Key string `yaml:"key"`
+}
+
+// UserConfig is one account.
+type UserConfig struct {
+	// Name is the login name and the user's URL segment. Allowed
+	// characters: A-Z a-z 0-9 . _ -
+	Name string `yaml:"name"`
+	// PasswordHash is a bcrypt hash, as printed by `calgate hash-password`.
+	PasswordHash string `yaml:"password_hash"`
+	// Calendars are the user's calendars. A calendar without caldav, ics or
+	// merge is a local calendar, stored only in the data file.
+	Calendars []CalendarConfig `yaml:"calendars"`
+	// Accounts are upstream CalDAV accounts whose calendars are all
+	// mirrored. Not supported yet.
+	Accounts []AccountConfig `yaml:"accounts"`
+}
+
+// CalendarConfig is one calendar of a user. At most one of CalDAV, ICS and
+// Merge is set; none means a local calendar.
+type CalendarConfig struct {
+	// ID is the calendar's URL segment, unique per user. Allowed
+	// characters: A-Z a-z 0-9 . _ -
+	ID string `yaml:"id"`
+	// Name is the display name. Default: the ID.
+	Name string `yaml:"name"`
+	// Color is "#RRGGBB" or "#RRGGBBAA". Default: none (the client picks).
+	Color string `yaml:"color"`
+	// Description is free text shown by clients. Default: empty.
+	Description string `yaml:"description"`
+	// Components restricts the component types the calendar accepts.
+	// Default: [VEVENT, VTODO, VJOURNAL].
+	Components []string `yaml:"components"`
+	// CalDAV mirrors one upstream CalDAV collection. Not supported yet.
+	CalDAV *CalDAVSourceConfig `yaml:"caldav"`
+	// ICS mirrors a published .ics URL, read-only. Not supported yet.
+	ICS *ICSSourceConfig `yaml:"ics"`
+	// Merge is a read-only union of other calendars of the same user.
+	// Not supported yet.
+	Merge *MergeConfig `yaml:"merge"`
+}
+
+// CalDAVSourceConfig is an upstream CalDAV collection or account.
+type CalDAVSourceConfig struct {
+	// URL is the collection URL (for a calendar) or any URL of the server
+	// (for an account, where discovery starts).
+	URL string `yaml:"url"`
+	// Username for HTTP Basic authentication upstream.
+	Username string `yaml:"username"`
+	// PasswordEnv names an environment variable holding the password.
+	PasswordEnv string `yaml:"password_env"`
+	// PasswordFile names a file holding the password (trailing newline
+	// ignored). Exactly one of PasswordEnv and PasswordFile may be set.
+	PasswordFile string `yaml:"password_file"`
+	// Interval between polls. Default: 5m.
+	Interval time.Duration `yaml:"interval"`
+	// Conflict is the policy when both sides changed an object:
+	// "upstream-wins" or "local-wins". Default: "upstream-wins".
+	Conflict string `yaml:"conflict"`
+}
+
+// ICSSourceConfig is a published .ics feed that a calendar mirrors.
+type ICSSourceConfig struct {
+	// URL of the feed.
+	URL string `yaml:"url"`
+	// Interval between polls. Default: 1h.
+	Interval time.Duration `yaml:"interval"`
+}
+
+// MergeConfig is a merged, read-only view over other calendars.
+type MergeConfig struct {
+	// Calendars are IDs of calendars of the same user.
+	Calendars []string `yaml:"calendars"`
+	// WriteTo, if set, is the ID of the member that receives writes into
+	// the merged calendar. Default: none (the merged calendar is read-only).
+	WriteTo string `yaml:"write_to"`
+}
+
+// AccountConfig is an upstream account whose calendars are discovered and
+// mirrored as "<id>-<upstream collection name>".
+type AccountConfig struct {
+	// ID prefixes the IDs of the discovered calendars.
+	ID string `yaml:"id"`
+	// CalDAV is the upstream account.
+	CalDAV *CalDAVSourceConfig `yaml:"caldav"`
+}
+
+// FeedConfig is a merged .ics feed published at /feeds/{name}.ics.
+type FeedConfig struct {
+	// Name is the feed's URL segment.
+	Name string `yaml:"name"`
+	// Calendars are members, as "user/calendar-id".
+	Calendars []string `yaml:"calendars"`
+	// Privacy is "full" or "busy". Default: "full".
+	Privacy string `yaml:"privacy"`
+	// BusySummary replaces SUMMARY in busy mode. Default: "Busy".
+	BusySummary string `yaml:"busy_summary"`
+	// Window bounds the events kept. Default: no bounds.
+	Window FeedWindow `yaml:"window"`
+	// Prefix maps a member ("user/calendar-id") to a SUMMARY prefix.
+	Prefix map[string]string `yaml:"prefix"`
+	// TokensEnv names an environment variable holding comma-separated
+	// access tokens.
+	TokensEnv string `yaml:"tokens_env"`
+	// TokensFile names a file holding access tokens, one per line.
+	TokensFile string `yaml:"tokens_file"`
+}
+
+// FeedWindow bounds a feed relative to now.
+type FeedWindow struct {
+	// Past keeps events that end after now-Past. Zero means unbounded.
+	Past time.Duration `yaml:"past"`
+	// Future keeps events that start before now+Future. Zero means unbounded.
+	Future time.Duration `yaml:"future"`
+}
+
+// LoadConfig reads, decodes and fills in defaults for the config file at
+// path. It does not validate; call Validate. The error names the file, and
+// the line for a YAML error.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("config file %s not found (copy gateway.yaml.example to %s, or pass -config)", path, path)
+		}
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := ParseConfig(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes one YAML document strictly (an unknown key is an
+// error) and applies Defaults.
+func ParseConfig(r io.Reader) (*Config, error) {
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	cfg := new(Config)
+	if err := dec.Decode(cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("config is empty")
+		}
+		return nil, yamlError(err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("config holds more than one YAML document (remove the extra '---')")
+	}
+	cfg.Defaults()
+	return cfg, nil
+}
+
+// yamlFieldErr matches yaml.v3's message for an unknown key.
+var yamlFieldErr = regexp.MustCompile(`^line (\d+): field (.+) not found in type main\.(\w+)$`)
+
+// yamlContext says where in the file each struct sits, for error messages.
+var yamlContext = map[string]string{
+	"Config":             "at the top level",
+	"TLSConfig":          "in tls",
+	"UserConfig":         "in a user",
+	"CalendarConfig":     "in a calendar",
+	"CalDAVSourceConfig": "in caldav",
+	"ICSSourceConfig":    "in ics",
+	"MergeConfig":        "in merge",
+	"AccountConfig":      "in an account",
+	"FeedConfig":         "in a feed",
+	"FeedWindow":         "in window",
+}
+
+// yamlError rewrites yaml.v3's type errors so that they speak of keys and
+// lines instead of Go types.
+func yamlError(err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	msgs := make([]string, 0, len(te.Errors))
+	for _, m := range te.Errors {
+		if s := yamlFieldErr.FindStringSubmatch(m); s != nil {
+			where := yamlContext[s[3]]
+			if where == "" {
+				where = "in " + s[3]
+			}
+			m = fmt.Sprintf("line %s: unknown key %q %s (check the spelling against gateway.yaml.example)", s[1], s[2], where)
+		} else {
+			m = strings.ReplaceAll(m, "main.", "")
+			if strings.HasSuffix(m, "into time.Duration") {
+				m += " (write a duration with its unit, e.g. 90s, 5m or 6h)"
+			}
+		}
+		msgs = append(msgs, m)
+	}
+	return errors.New(strings.Join(msgs, "\n"))
+}
+
+// Defaults fills in every unset key with its default.
+func (c *Config) Defaults() {
+	if c.Listen == "" {
+		c.Listen = defaultListen
+	}
+	if c.Data == "" {
+		c.Data = defaultData
+	}
+	if c.BaseURL == "" {
+		scheme := "http"
+		if c.TLS != nil {
+			scheme = "https"
+		}
+		c.BaseURL = scheme + "://" + c.Listen
+		c.baseURLDerived = true
+	}
+	if c.MaxResourceSize == 0 {
+		c.MaxResourceSize = defaultMaxResourceSize
+	}
+	for i := range c.Users {
+		for j := range c.Users[i].Calendars {
+			cal := &c.Users[i].Calendars[j]
+			if cal.Name == "" {
+				cal.Name = cal.ID
+			}
+			if len(cal.Components) == 0 {
+				cal.Components = append([]string(nil), defaultComponents...)
+			}
+			for k, comp := range cal.Components {
+				cal.Components[k] = strings.ToUpper(strings.TrimSpace(comp))
+			}
+		}
+	}
+}
+
+var (
+	idPattern    = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+	colorPattern = regexp.MustCompile(`^#[0-9A-Fa-f]{6}([0-9A-Fa-f]{2})?$`)
+)
+
+// checkID reports why s cannot be a user name or calendar id, or nil.
+func checkID(what, s string) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("%s is missing", what)
+	case s == "." || s == "..":
+		return fmt.Errorf("%s %q is not allowed", what, s)
+	case strings.Contains(s, "/"):
+		return fmt.Errorf("%s %q must not contain '/'", what, s)
+	case !idPattern.MatchString(s):
+		return fmt.Errorf("%s %q may contain only letters, digits, '.', '_' and '-'", what, s)
+	}
+	return nil
+}
+
+// notSupported is the error for a contract key this version cannot serve.
+func notSupported(what string) error {
+	return fmt.Errorf("%s are not supported yet in this version (remove the key or see the README)", what)
+}
+
+// Validate checks the config after Defaults and returns every problem it
+// finds, joined, each naming the item it is about. With TLS configured it
+// also loads the certificate and key.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(err error) { errs = append(errs, err) }
+
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		add(fmt.Errorf("listen %q: want host:port, e.g. 127.0.0.1:8080 (%v)", c.Listen, err))
+	}
+	if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		add(fmt.Errorf("base_url %q: want an absolute http or https URL, e.g. https://cal.example.com", c.BaseURL))
+	}
+	if c.MaxResourceSize < 0 {
+		add(fmt.Errorf("max_resource_size %d: must be a positive number of bytes", c.MaxResourceSize))
+	}
+	if c.TLS != nil {
+		switch {
+		case c.TLS.Cert == "" || c.TLS.Key == "":
+			add(errors.New("tls: both cert and key are required (or remove the tls key to serve plain HTTP)"))
+		default:
+			if _, err := tls.LoadX509KeyPair(c.TLS.Cert, c.TLS.Key); err != nil {
+				add(fmt.Errorf("tls: cannot load cert %s and key %s: %w", c.TLS.Cert, c.TLS.Key, err))
+			}
+		}
+	}
+	if len(c.Users) == 0 {
+		add(errors.New("users: at least one user is required (see gateway.yaml.example)"))
+	}
+
+	users := make(map[string]int, len(c.Users))
+	for i, u := range c.Users {
+		where := fmt.Sprintf("users[%d]", i)
+		if u.Name != "" {
+			where += fmt.Sprintf(" %q", u.Name)
+		}
+		if err := checkID("name", u.Name); err != nil {
+			add(fmt.Errorf("%s: %w", where, err))
+		} else if prev, dup := users[u.Name]; dup {
+			add(fmt.Errorf("%s: duplicate user name (also users[%d])", where, prev))
+		} else {
+			users[u.Name] = i
+		}
+		switch {
+		case u.PasswordHash == "":
+			add(fmt.Errorf("%s: password_hash is missing (create one with `calgate hash-password`)", where))
+		default:
+			if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
+				add(fmt.Errorf("%s: password_hash is not a bcrypt hash (create one with `calgate hash-password`)", where))
+			}
+		}
+		if len(u.Accounts) > 0 {
+			add(fmt.Errorf("%s: accounts: %w", where, notSupported("upstream accounts")))
+		}
+
+		cals := make(map[string]int, len(u.Calendars))
+		for j, cal := range u.Calendars {
+			cwhere := fmt.Sprintf("%s: calendars[%d]", where, j)
+			if err := checkID("id", cal.ID); err != nil {
+				add(fmt.Errorf("%s: %w", cwhere, err))
+			} else if prev, dup := cals[cal.ID]; dup {
+				add(fmt.Errorf("%s: duplicate calendar id %q (also calendars[%d])", cwhere, cal.ID, prev))
+			} else {
+				cals[cal.ID] = j
+				cwhere = fmt.Sprintf("%s: calendar %q", where, cal.ID)
+			}
+			if cal.Color != "" && !colorPattern.MatchString(cal.Color) {
+				add(fmt.Errorf("%s: color %q: want #RRGGBB or #RRGGBBAA", cwhere, cal.Color))
+			}
+			seen := make(map[string]bool, len(cal.Components))
+			for _, comp := range cal.Components {
+				switch {
+				case !knownComponents[comp]:
+					add(fmt.Errorf("%s: components: unknown component %q (want VEVENT, VTODO or VJOURNAL)", cwhere, comp))
+				case seen[comp]:
+					add(fmt.Errorf("%s: components: %s listed twice", cwhere, comp))
+				}
+				seen[comp] = true
+			}
+			if cal.CalDAV != nil {
+				add(fmt.Errorf("%s: %w", cwhere, notSupported("caldav sources")))
+			}
+			if cal.ICS != nil {
+				add(fmt.Errorf("%s: %w", cwhere, notSupported("ics sources")))
+			}
+			if cal.Merge != nil {
+				add(fmt.Errorf("%s: %w", cwhere, notSupported("merged calendars")))
+			}
+		}
+	}
+	if len(c.Feeds) > 0 {
+		add(fmt.Errorf("feeds: %w", notSupported("merged feeds")))
+	}
+	return errors.Join(errs...)
+}
+
+// CountCalendars returns the number of calendars over all users.
+func (c *Config) CountCalendars() int {
+	n := 0
+	for _, u := range c.Users {
+		n += len(u.Calendars)
+	}
+	return n
+}

@@ -1,0 +1,457 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// testHash is a bcrypt hash (cost 4) of "secret".
+var testHash string
+
+func TestMain(m *testing.M) {
+	h, err := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.MinCost)
+	if err != nil {
+		panic(err)
+	}
+	testHash = string(h)
+	os.Exit(m.Run())
+}
+
+// parseAndValidate runs the same steps as serve and check-config.
+func parseAndValidate(t *testing.T, yml string) (*Config, error) {
+	t.Helper()
+	yml = strings.ReplaceAll(yml, "HASH", testHash)
+	cfg, err := ParseConfig(strings.NewReader(yml))
+	if err != nil {
+		return nil, err
+	}
+	return cfg, cfg.Validate()
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		yml  string
+		want []string // substrings of the error; none means success
+	}{
+		{
+			name: "minimal",
+			yml: `
+users:
+  - name: alice
+    password_hash: "HASH"
+`,
+		},
+		{
+			name: "local calendars",
+			yml: `
+users:
+  - name: alice
+    password_hash: "HASH"
+    calendars:
+      - id: personal
+        name: Personal
+        color: "#3366cc"
+      - id: tasks.2024_x-y
+        components: [vtodo]
+`,
+		},
+		{
+			name: "typo top level",
+			yml: `
+listne: "127.0.0.1:8080"
+users:
+  - name: alice
+    password_hash: "HASH"
+`,
+			want: []string{`line 2: unknown key "listne" at the top level`},
+		},
+		{
+			name: "typo in calendar",
+			yml: `
+users:
+  - name: alice
+    password_hash: "HASH"
+    calendars:
+      - id: personal
+        colour: "#3366cc"
+`,
+			want: []string{`line 7: unknown key "colour" in a calendar`},
+		},
+		{
+			name: "duplicate calendar id",
+			yml: `
+users:
+  - name: alice
+    password_hash: "HASH"
+    calendars:
+      - id: personal
+      - id: work
+      - id: personal
+`,
+			want: []string{`users[0] "alice": calendars[2]: duplicate calendar id "personal" (also calendars[0])`},
+		},
+		{
+			name: "duplicate user",
+			yml: `
+users:
+  - name: alice
+    password_hash: "HASH"
+  - name: alice
+    password_hash: "HASH"
+`,
+			want: []string{`users[1] "alice": duplicate user name (also users[0])`},
+		},
+		{
+			name: "id with slash",
+			yml: `
+users:
+  - name: alice
+    password_hash: "HASH"
+  - name: bob
+    password_hash: "HASH"
+    calendars:
+      - id: a/b
+`,
+			want: []string{`users[1] "bob": calendars[0]: id "a/b" must not contain '/'`},
+		},
+		{
+			name: "bad ids",
+			yml: `
+users:
+  - name: "al ice"
+    password_hash: "HASH"
+    calendars:
+      - id: ""
+      - id: ".."
+      - id: "wörk"
+`,
+			want: []string{
+				`users[0] "al ice": name "al ice" may contain only letters, digits`,
+				`users[0] "al ice": calendars[0]: id is missing`,
+				`users[0] "al ice": calendars[1]: id ".." is not allowed`,
+				`users[0] "al ice": calendars[2]: id "wörk" may contain only`,
+			},
+		},
+		{
+			name: "missing user name",
+			yml: `
+users:
+  - password_hash: "HASH"
+`,
+			want: []string{`users[0]: name is missing`},
+		},
+		{
+			name: "missing hash",
+			yml: `
+users:
+  - name: alice
+`,
+			want: []string{`users[0] "alice": password_hash is missing`},
+		},
+		{
+			name: "plain password as hash",
+			yml: `
+users:
+  - name: alice
+    password_hash: "secret"
+`,
+			want: []string{`users[0] "alice": password_hash is not a bcrypt hash`},
+		},
+		{
+			name: "caldav not supported",
+			yml: `
+users:
+  - name: alice
+    password_hash: "HASH"
+    calendars:
+      - id: work
+        caldav:
+          url: "https://dav.example.com/calendars/alice/work/"
+          username: alice
+          password_env: WORK_PASSWORD
+          interval: 5m
+          conflict: upstream-wins
+`,
+			want: []string{`users[0] "alice": calendar "work": caldav sources are not supported yet in this version (remove the key or see the README)`},
+		},
+		{
+			name: "ics, merge, accounts and feeds not supported",
+			yml: `
+users:
+  - name: alice
+    password_hash: "HASH"
+    calendars:
+      - id: holidays
+        ics: {url: "https://example.com/holidays.ics", interval: 6h}
+      - id: everything
+        merge: {calendars: [holidays], write_to: holidays}
+    accounts:
+      - id: fastmail
+        caldav: {url: "https://caldav.example.net/", username: alice, password_file: /run/secrets/fm}
+feeds:
+  - name: alice-busy
+    calendars: [alice/holidays]
+    privacy: busy
+    busy_summary: Busy
+    window: {past: 720h, future: 8760h}
+    prefix: {alice/holidays: "[H] "}
+    tokens_env: ALICE_BUSY_TOKENS
+`,
+			want: []string{
+				`calendar "holidays": ics sources are not supported yet`,
+				`calendar "everything": merged calendars are not supported yet`,
+				`users[0] "alice": accounts: upstream accounts are not supported yet`,
+				`feeds: merged feeds are not supported yet`,
+			},
+		},
+		{
+			name: "bad duration",
+			yml: `
+users:
+  - name: alice
+    password_hash: "HASH"
+    calendars:
+      - id: holidays
+        ics: {url: "https://example.com/holidays.ics", interval: 6}
+`,
+			want: []string{"line 7"},
+		},
+		{
+			name: "bad color and components",
+			yml: `
+users:
+  - name: alice
+    password_hash: "HASH"
+    calendars:
+      - id: personal
+        color: blue
+        components: [VEVENT, VCARD, vevent]
+`,
+			want: []string{
+				`calendar "personal": color "blue": want #RRGGBB`,
+				`calendar "personal": components: unknown component "VCARD"`,
+				`calendar "personal": components: VEVENT listed twice`,
+			},
+		},
+		{
+			name: "no users",
+			yml:  "listen: 127.0.0.1:0\n",
+			want: []string{"users: at least one user is required"},
+		},
+		{
+			name: "bad listen and base_url",
+			yml: `
+listen: "8080"
+base_url: "cal.example.com"
+users:
+  - name: alice
+    password_hash: "HASH"
+`,
+			want: []string{`listen "8080": want host:port`, `base_url "cal.example.com": want an absolute http or https URL`},
+		},
+		{
+			name: "tls incomplete",
+			yml: `
+tls: {cert: server.pem}
+users:
+  - name: alice
+    password_hash: "HASH"
+`,
+			want: []string{"tls: both cert and key are required"},
+		},
+		{
+			name: "empty",
+			yml:  "",
+			want: []string{"config is empty"},
+		},
+		{
+			name: "two documents",
+			yml: `
+users: [{name: alice, password_hash: "HASH"}]
+---
+users: []
+`,
+			want: []string{"more than one YAML document"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseAndValidate(t, tc.yml)
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error, want %q", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\ndoes not contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), testHash) {
+				t.Errorf("error reveals the password hash: %v", err)
+			}
+		})
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	cfg, err := parseAndValidate(t, `
+users:
+  - name: alice
+    password_hash: "HASH"
+    calendars:
+      - id: personal
+      - id: tasks
+        components: [vtodo]
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:8080" || cfg.Data != "./calgate.db" || cfg.BaseURL != "http://127.0.0.1:8080" || !cfg.baseURLDerived {
+		t.Errorf("listen/data/base_url defaults: %q %q %q %v", cfg.Listen, cfg.Data, cfg.BaseURL, cfg.baseURLDerived)
+	}
+	if cfg.MaxResourceSize != 10<<20 {
+		t.Errorf("max_resource_size default = %d", cfg.MaxResourceSize)
+	}
+	p := cfg.Users[0].Calendars[0]
+	if p.Name != "personal" || !slices.Equal(p.Components, []string{"VEVENT", "VTODO", "VJOURNAL"}) {
+		t.Errorf("calendar defaults: %+v", p)
+	}
+	if got := cfg.Users[0].Calendars[1].Components; !slices.Equal(got, []string{"VTODO"}) {
+		t.Errorf("components = %q, want [VTODO]", got)
+	}
+	if n := cfg.CountCalendars(); n != 2 {
+		t.Errorf("CountCalendars = %d", n)
+	}
+}
+
+func TestExampleConfig(t *testing.T) {
+	path := filepath.Join("..", "..", "gateway.yaml.example")
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:8080" || cfg.Data != "./calgate.db" {
+		t.Errorf("listen %q, data %q", cfg.Listen, cfg.Data)
+	}
+	if len(cfg.Users) != 1 || cfg.Users[0].Name != "demo" {
+		t.Fatalf("users = %+v", cfg.Users)
+	}
+	u := cfg.Users[0]
+	if err := bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte("demo")); err != nil {
+		t.Errorf("demo password: %v", err)
+	}
+	if len(u.Calendars) != 2 {
+		t.Fatalf("calendars = %+v", u.Calendars)
+	}
+	if c := u.Calendars[0]; c.ID != "personal" || c.Name != "Personal" || c.Color != "#3366cc" {
+		t.Errorf("personal = %+v", c)
+	}
+	if c := u.Calendars[1]; c.ID != "tasks" || c.Name != "Tasks" || !slices.Equal(c.Components, []string{"VTODO"}) {
+		t.Errorf("tasks = %+v", c)
+	}
+
+	// check-config on the example prints the summary.
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"check-config", "-config", path}, nil, &stdout, &stderr); code != 0 {
+		t.Fatalf("check-config exit %d: %s", code, stderr.String())
+	}
+	if got, want := stdout.String(), "config OK: 1 users, 2 calendars\n"; got != want {
+		t.Errorf("check-config printed %q, want %q", got, want)
+	}
+}
+
+func TestCheckConfigErrors(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gateway.yaml")
+	yml := "users:\n  - name: a/b\n  - name: c\n    password_hash: nope\n"
+	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"check-config", "-config", path}, nil, &stdout, &stderr); code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	for _, w := range []string{path + ": invalid config", `users[0] "a/b": name "a/b" must not contain '/'`,
+		`users[0] "a/b": password_hash is missing`, `users[1] "c": password_hash is not a bcrypt hash`} {
+		if !strings.Contains(stderr.String(), w) {
+			t.Errorf("stderr %q\ndoes not contain %q", stderr.String(), w)
+		}
+	}
+	if strings.Contains(stderr.String(), "nope") {
+		t.Errorf("stderr reveals the password_hash value: %s", stderr.String())
+	}
+
+	stderr.Reset()
+	if code := run([]string{"check-config", "-config", filepath.Join(t.TempDir(), "missing.yaml")}, nil, &stdout, &stderr); code != 1 {
+		t.Fatalf("missing file: exit %d, want 1", code)
+	}
+	if !strings.Contains(stderr.String(), "not found") {
+		t.Errorf("missing file: stderr %q", stderr.String())
+	}
+}
+
+func TestHashPassword(t *testing.T) {
+	h, err := hashPassword([]byte("correct horse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bcrypt.CompareHashAndPassword([]byte(h), []byte("correct horse")); err != nil {
+		t.Errorf("round trip: %v", err)
+	}
+	if err := bcrypt.CompareHashAndPassword([]byte(h), []byte("correct horsE")); err == nil {
+		t.Error("a wrong password matched")
+	}
+	if cost, err := bcrypt.Cost([]byte(h)); err != nil || cost != 10 {
+		t.Errorf("cost = %d, %v; want 10", cost, err)
+	}
+	if _, err := hashPassword(nil); err == nil {
+		t.Error("empty password accepted")
+	}
+	if _, err := hashPassword(bytes.Repeat([]byte("x"), 73)); err == nil {
+		t.Error("73-byte password accepted")
+	}
+}
+
+func TestReadPassword(t *testing.T) {
+	for in, want := range map[string]string{
+		"s3cret pw\n":          "s3cret pw",
+		"s3cret pw\r\n":        "s3cret pw",
+		"s3cret pw":            "s3cret pw",
+		"s3cret pw\nignored\n": "s3cret pw",
+		" spaces kept \n":      " spaces kept ",
+		"":                     "",
+	} {
+		got, err := readPassword(strings.NewReader(in))
+		if err != nil || string(got) != want {
+			t.Errorf("readPassword(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+func TestHashPasswordCommand(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"hash-password"}, strings.NewReader("s3cret pw\n"), &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	h := strings.TrimSuffix(stdout.String(), "\n")
+	if err := bcrypt.CompareHashAndPassword([]byte(h), []byte("s3cret pw")); err != nil {
+		t.Error(err)
+	}
+	stdout.Reset()
+	if code := run([]string{"hash-password"}, strings.NewReader("\n"), &stdout, &stderr); code != 1 || stdout.Len() != 0 {
+		t.Errorf("empty password: exit %d, stdout %q; want 1 and nothing", code, stdout.String())
+	}
+}

@@ -1,0 +1,129 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/time/rate"
+)
+
+// authenticator checks HTTP Basic credentials against bcrypt hashes,
+// remembering verified credentials for a while (clients send them with
+// every request, and a bcrypt comparison costs tens of milliseconds), and
+// rate-limiting failed attempts per user and per address.
+type authenticator struct {
+	hashes map[string][]byte // read only after construction
+	ttl    time.Duration
+	now    func() time.Time
+
+	mu       sync.Mutex                 // protects the following
+	verified map[[32]byte]time.Time     // sha256(user, password) -> expiry
+	limiters map[string]*failureLimiter // "u:"+user or "a:"+address
+}
+
+type failureLimiter struct {
+	lim  *rate.Limiter
+	seen time.Time
+}
+
+// Failed logins: a burst of failureBurst, then one every failureEvery.
+const (
+	failureBurst    = 10
+	failureEvery    = 2 * time.Second
+	maxVerified     = 10000
+	maxLimiterCount = 10000
+)
+
+func newAuthenticator(users []User, ttl time.Duration) *authenticator {
+	a := &authenticator{
+		hashes:   make(map[string][]byte, len(users)),
+		ttl:      ttl,
+		now:      time.Now,
+		verified: make(map[[32]byte]time.Time),
+		limiters: make(map[string]*failureLimiter),
+	}
+	for _, u := range users {
+		a.hashes[u.Name] = []byte(u.PasswordHash)
+	}
+	return a
+}
+
+// dummyHash makes a check for an unknown user cost as much as for a known one.
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("calgate-dummy"), bcrypt.MinCost)
+
+// authenticate returns the signed-in user, or a 401 / 429 error.
+func (a *authenticator) authenticate(r *http.Request) (string, error) {
+	user, pass, ok := r.BasicAuth()
+	if !ok {
+		return "", errf(http.StatusUnauthorized, "sign in with HTTP Basic authentication")
+	}
+	key := credKey(user, pass)
+	now := a.now()
+	a.mu.Lock()
+	exp, hit := a.verified[key]
+	a.mu.Unlock()
+	if hit && now.Before(exp) {
+		return user, nil
+	}
+	addr, _, _ := net.SplitHostPort(r.RemoteAddr)
+	if !a.allow("u:"+user, now) || !a.allow("a:"+addr, now) {
+		return "", errf(http.StatusTooManyRequests, "too many failed sign-ins; wait and try again")
+	}
+	hash, known := a.hashes[user]
+	if !known {
+		hash = dummyHash
+	}
+	if bcrypt.CompareHashAndPassword(hash, []byte(pass)) != nil || !known {
+		a.fail("u:"+user, now)
+		a.fail("a:"+addr, now)
+		return "", errf(http.StatusUnauthorized, "wrong user name or password")
+	}
+	a.mu.Lock()
+	if len(a.verified) >= maxVerified {
+		clear(a.verified)
+	}
+	a.verified[key] = now.Add(a.ttl)
+	a.mu.Unlock()
+	return user, nil
+}
+
+func credKey(user, pass string) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(user))
+	h.Write([]byte{0})
+	h.Write([]byte(pass))
+	var k [32]byte
+	copy(k[:], h.Sum(nil))
+	return k
+}
+
+// allow reports whether key still has failed attempts left.
+func (a *authenticator) allow(key string, now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l, ok := a.limiters[key]
+	return !ok || l.lim.TokensAt(now) >= 1
+}
+
+func (a *authenticator) fail(key string, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l, ok := a.limiters[key]
+	if !ok {
+		if len(a.limiters) >= maxLimiterCount {
+			for k, v := range a.limiters {
+				if now.Sub(v.seen) > time.Hour {
+					delete(a.limiters, k)
+				}
+			}
+		}
+		l = &failureLimiter{lim: rate.NewLimiter(rate.Every(failureEvery), failureBurst)}
+		a.limiters[key] = l
+	}
+	l.seen = now
+	l.lim.AllowN(now, 1)
+}

@@ -1,0 +1,367 @@
+package gateway
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	goical "github.com/emersion/go-ical"
+
+	"github.com/calgate/calgate/cache"
+	"github.com/calgate/calgate/ical"
+)
+
+// The CALDAV:filter of calendar-query (RFC 4791 §9.7).
+type filter struct {
+	Comp *compFilter `xml:"urn:ietf:params:xml:ns:caldav comp-filter"`
+}
+
+type compFilter struct {
+	Name         string       `xml:"name,attr"`
+	IsNotDefined *struct{}    `xml:"urn:ietf:params:xml:ns:caldav is-not-defined"`
+	TimeRange    *timeRangeEl `xml:"urn:ietf:params:xml:ns:caldav time-range"`
+	Props        []propFilter `xml:"urn:ietf:params:xml:ns:caldav prop-filter"`
+	Comps        []compFilter `xml:"urn:ietf:params:xml:ns:caldav comp-filter"`
+	start, end   time.Time    // parsed TimeRange
+}
+
+type propFilter struct {
+	Name         string        `xml:"name,attr"`
+	IsNotDefined *struct{}     `xml:"urn:ietf:params:xml:ns:caldav is-not-defined"`
+	TimeRange    *timeRangeEl  `xml:"urn:ietf:params:xml:ns:caldav time-range"`
+	TextMatch    *textMatch    `xml:"urn:ietf:params:xml:ns:caldav text-match"`
+	Params       []paramFilter `xml:"urn:ietf:params:xml:ns:caldav param-filter"`
+	start, end   time.Time
+}
+
+type paramFilter struct {
+	Name         string     `xml:"name,attr"`
+	IsNotDefined *struct{}  `xml:"urn:ietf:params:xml:ns:caldav is-not-defined"`
+	TextMatch    *textMatch `xml:"urn:ietf:params:xml:ns:caldav text-match"`
+}
+
+type timeRangeEl struct {
+	Start string `xml:"start,attr"`
+	End   string `xml:"end,attr"`
+}
+
+type textMatch struct {
+	Collation string `xml:"collation,attr"`
+	Negate    string `xml:"negate-condition,attr"`
+	Value     string `xml:",chardata"`
+}
+
+// compiledFilter is a validated filter.
+type compiledFilter struct {
+	top *compFilter
+}
+
+func invalidFilter(format string, args ...any) error {
+	return precond(http.StatusForbidden, caldav("valid-filter"), format, args...)
+}
+
+// compileFilter validates f and parses its time ranges.
+func compileFilter(f *filter) (*compiledFilter, error) {
+	if f.Comp == nil || !strings.EqualFold(f.Comp.Name, "VCALENDAR") {
+		return nil, invalidFilter("the filter must start with comp-filter name=\"VCALENDAR\"")
+	}
+	if f.Comp.TimeRange != nil {
+		return nil, invalidFilter("time-range is not allowed on VCALENDAR")
+	}
+	if err := compileComp(f.Comp, 0); err != nil {
+		return nil, err
+	}
+	return &compiledFilter{top: f.Comp}, nil
+}
+
+func compileComp(c *compFilter, depth int) error {
+	if depth > 8 {
+		return invalidFilter("comp-filter nested too deeply")
+	}
+	if strings.TrimSpace(c.Name) == "" {
+		return invalidFilter("comp-filter without name")
+	}
+	c.Name = strings.ToUpper(strings.TrimSpace(c.Name))
+	if c.TimeRange != nil {
+		s, e, err := parseTimeRange(c.TimeRange)
+		if err != nil {
+			return err
+		}
+		c.start, c.end = s, e
+	}
+	for i := range c.Props {
+		p := &c.Props[i]
+		if strings.TrimSpace(p.Name) == "" {
+			return invalidFilter("prop-filter without name")
+		}
+		p.Name = strings.ToUpper(strings.TrimSpace(p.Name))
+		if p.TimeRange != nil {
+			s, e, err := parseTimeRange(p.TimeRange)
+			if err != nil {
+				return err
+			}
+			p.start, p.end = s, e
+		}
+		if err := checkCollation(p.TextMatch); err != nil {
+			return err
+		}
+		for j := range p.Params {
+			pf := &p.Params[j]
+			if strings.TrimSpace(pf.Name) == "" {
+				return invalidFilter("param-filter without name")
+			}
+			pf.Name = strings.ToUpper(strings.TrimSpace(pf.Name))
+			if err := checkCollation(pf.TextMatch); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range c.Comps {
+		if err := compileComp(&c.Comps[i], depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkCollation(tm *textMatch) error {
+	if tm == nil {
+		return nil
+	}
+	switch tm.Collation {
+	case "", "i;ascii-casemap", "i;octet":
+	default:
+		return precond(http.StatusForbidden, caldav("supported-collation"), "collation %q is not supported (use i;ascii-casemap or i;octet)", tm.Collation)
+	}
+	switch tm.Negate {
+	case "", "yes", "no":
+	default:
+		return invalidFilter("negate-condition must be yes or no")
+	}
+	return nil
+}
+
+// parseTimeRange reads the UTC start and end attributes of a time-range;
+// either may be missing (unbounded) but not both (RFC 4791 §9.9).
+func parseTimeRange(tr *timeRangeEl) (time.Time, time.Time, error) {
+	var s, e time.Time
+	parse := func(v string) (time.Time, error) {
+		v = strings.TrimSpace(v)
+		t, err := time.Parse("20060102T150405Z", v)
+		if err != nil {
+			return t, invalidFilter("time-range value %q must be a UTC date-time such as 20060102T150405Z", v)
+		}
+		return t, nil
+	}
+	var err error
+	if tr.Start != "" {
+		if s, err = parse(tr.Start); err != nil {
+			return s, e, err
+		}
+	}
+	if tr.End != "" {
+		if e, err = parse(tr.End); err != nil {
+			return s, e, err
+		}
+	}
+	if s.IsZero() && e.IsZero() {
+		return s, e, invalidFilter("time-range needs a start or an end")
+	}
+	if !s.IsZero() && !e.IsZero() && !e.After(s) {
+		return s, e, invalidFilter("time-range end must be after its start")
+	}
+	return s, e, nil
+}
+
+// candidate is the cheap test on stored metadata: the component type and
+// the stored time span must allow a match. It never rejects an object
+// that the full filter would accept.
+func (q *compiledFilter) candidate(o cache.Object) bool {
+	for i := range q.top.Comps {
+		c := &q.top.Comps[i]
+		if c.IsNotDefined != nil || c.Name == "VTIMEZONE" {
+			continue
+		}
+		if c.Name != o.Component {
+			return false
+		}
+		if c.TimeRange != nil && !spanOverlaps(o.Start, o.End, c.start, c.end) {
+			return false
+		}
+	}
+	return true
+}
+
+// spanOverlaps compares a stored span with a query range, inclusively
+// (zero values are unbounded).
+func spanOverlaps(spanStart, spanEnd, start, end time.Time) bool {
+	if !spanEnd.IsZero() && !start.IsZero() && start.After(spanEnd) {
+		return false
+	}
+	if !spanStart.IsZero() && !end.IsZero() && end.Before(spanStart) {
+		return false
+	}
+	return true
+}
+
+// matchObject parses a stored object and applies the full filter.
+func (h *Handler) matchObject(q *compiledFilter, o *cache.Object) (bool, error) {
+	cal, err := ical.Parse(o.Data)
+	if err != nil {
+		return false, err
+	}
+	return h.matchCompBody(cal.Component, q.top)
+}
+
+// matchCompFilter applies a comp-filter to the children of parent.
+func (h *Handler) matchCompFilter(parent *goical.Component, f *compFilter) (bool, error) {
+	var matched []*goical.Component
+	for _, c := range parent.Children {
+		if strings.EqualFold(c.Name, f.Name) {
+			matched = append(matched, c)
+		}
+	}
+	if f.IsNotDefined != nil {
+		return len(matched) == 0, nil
+	}
+	for _, c := range matched {
+		ok, err := h.matchCompBody(c, f)
+		if err != nil {
+			return false, err
+		}
+		if ok {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// matchCompBody applies the tests of f to component c itself.
+func (h *Handler) matchCompBody(c *goical.Component, f *compFilter) (bool, error) {
+	if f.TimeRange != nil {
+		ok, err := h.zones.MatchTimeRange(c, f.start, f.end)
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	for i := range f.Props {
+		ok, err := h.matchProp(c, &f.Props[i])
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	for i := range f.Comps {
+		ok, err := h.matchCompFilter(c, &f.Comps[i])
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+func (h *Handler) matchProp(c *goical.Component, f *propFilter) (bool, error) {
+	props := c.Props.Values(f.Name)
+	if f.IsNotDefined != nil {
+		return len(props) == 0, nil
+	}
+	for i := range props {
+		p := &props[i]
+		if f.TimeRange != nil {
+			t, _, err := h.zones.ParseTime(p)
+			if err != nil {
+				if errors.Is(err, ical.ErrInvalidData) {
+					continue
+				}
+				return false, err
+			}
+			if (!f.start.IsZero() && t.Before(f.start)) || (!f.end.IsZero() && !t.Before(f.end)) {
+				continue
+			}
+		}
+		if f.TextMatch != nil && !f.TextMatch.match(unescapeText(p.Value)) {
+			continue
+		}
+		all := true
+		for j := range f.Params {
+			if !f.Params[j].match(p) {
+				all = false
+				break
+			}
+		}
+		if all {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (f *paramFilter) match(p *goical.Prop) bool {
+	vals := p.Params.Values(f.Name)
+	if f.IsNotDefined != nil {
+		return len(vals) == 0
+	}
+	if len(vals) == 0 {
+		return false
+	}
+	if f.TextMatch == nil {
+		return true
+	}
+	for _, v := range vals {
+		if f.TextMatch.match(v) {
+			return true
+		}
+	}
+	return false
+}
+
+// match applies a text-match (RFC 4791 §9.7.5): a substring test under
+// the collation, inverted by negate-condition.
+func (tm *textMatch) match(v string) bool {
+	needle := tm.Value
+	var ok bool
+	if tm.Collation == "i;octet" {
+		ok = strings.Contains(v, needle)
+	} else {
+		ok = strings.Contains(asciiLower(v), asciiLower(needle))
+	}
+	if tm.Negate == "yes" {
+		return !ok
+	}
+	return ok
+}
+
+// asciiLower folds only ASCII letters, as i;ascii-casemap does (RFC 4790).
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// unescapeText undoes RFC 5545 §3.3.11 TEXT escaping.
+func unescapeText(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+1 < len(s) {
+			i++
+			switch s[i] {
+			case 'n', 'N':
+				b.WriteByte('\n')
+			default:
+				b.WriteByte(s[i])
+			}
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isTokenExpired(err error) bool { return errors.Is(err, cache.ErrTokenExpired) }

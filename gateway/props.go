@@ -1,0 +1,398 @@
+package gateway
+
+import (
+	"encoding/xml"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/calgate/calgate/cache"
+)
+
+// resource is one resource a PROPFIND or REPORT answers for.
+type resource struct {
+	href string
+	kind kind
+	user string
+	cal  *cache.Calendar
+	obj  *cache.Object // Data filled only when calendar-data was asked for
+}
+
+// propDef is a live property: which resources have it, whether allprop
+// returns it, and how to render its value (inner XML, escaped).
+type propDef struct {
+	on      func(res *resource) bool
+	allprop bool
+	value   func(h *Handler, res *resource) (string, bool)
+}
+
+func onKinds(kinds ...kind) func(*resource) bool {
+	return func(res *resource) bool {
+		for _, k := range kinds {
+			if res.kind == k {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+var (
+	onAll        = func(*resource) bool { return true }
+	onCollection = onKinds(kindRoot, kindPrincipals, kindPrincipal, kindHomes, kindHome, kindCalendar)
+	onOwned      = onKinds(kindHome, kindCalendar, kindObject)
+	onCal        = onKinds(kindCalendar)
+	onObj        = onKinds(kindObject)
+)
+
+func href(s string) string { return "<d:href>" + escape(s) + "</d:href>" }
+
+// syncToken and ctag are derived from the calendar's epoch (new when a
+// calendar is re-created) and its revision (bumped by every write).
+func syncToken(c *cache.Calendar) string {
+	return fmt.Sprintf("%s%s-%d", syncTokenPrefix, c.Epoch, c.Revision)
+}
+func ctag(c *cache.Calendar) string { return fmt.Sprintf("%s-%d", c.Epoch, c.Revision) }
+
+const syncTokenPrefix = "urn:calgate:sync:"
+
+func contentType(o *cache.Object) string {
+	return "text/calendar; charset=utf-8; component=" + strings.ToLower(o.Component)
+}
+
+func httpDate(res *resource) (string, bool) {
+	switch {
+	case res.obj != nil:
+		return res.obj.Modified.UTC().Format(http.TimeFormat), true
+	case res.cal != nil:
+		return res.cal.Modified.UTC().Format(http.TimeFormat), true
+	}
+	return "", false
+}
+
+var writePrivileges = []string{"<d:read/>", "<d:write/>", "<d:write-properties/>", "<d:write-content/>",
+	"<d:bind/>", "<d:unbind/>", "<d:read-current-user-privilege-set/>", "<c:read-free-busy/>"}
+
+// liveProps are the properties calgate computes (DESIGN.md §5).
+var liveProps = map[xml.Name]propDef{
+	dav("resourcetype"): {on: onAll, allprop: true, value: func(h *Handler, res *resource) (string, bool) {
+		switch res.kind {
+		case kindPrincipal:
+			return "<d:collection/><d:principal/>", true
+		case kindCalendar:
+			return "<d:collection/><c:calendar/>", true
+		case kindObject:
+			return "", true
+		}
+		return "<d:collection/>", true
+	}},
+	dav("displayname"): {on: onKinds(kindRoot, kindPrincipal, kindHome, kindCalendar), allprop: true, value: func(h *Handler, res *resource) (string, bool) {
+		switch res.kind {
+		case kindRoot:
+			return "calgate", true
+		case kindCalendar:
+			if res.cal.DisplayName == "" {
+				return escape(res.cal.ID), true
+			}
+			return escape(res.cal.DisplayName), true
+		}
+		return escape(res.user), true
+	}},
+	dav("current-user-principal"): {on: onAll, value: func(h *Handler, res *resource) (string, bool) {
+		return href(principalHref(res.user)), true
+	}},
+	dav("principal-URL"): {on: onKinds(kindPrincipal), value: func(h *Handler, res *resource) (string, bool) {
+		return href(principalHref(res.user)), true
+	}},
+	dav("principal-collection-set"): {on: onAll, value: func(h *Handler, res *resource) (string, bool) {
+		return href(principalsPath), true
+	}},
+	caldav("calendar-home-set"): {on: onKinds(kindRoot, kindPrincipal), value: func(h *Handler, res *resource) (string, bool) {
+		return href(homeHref(res.user)), true
+	}},
+	caldav("calendar-user-address-set"): {on: onKinds(kindPrincipal), value: func(h *Handler, res *resource) (string, bool) {
+		return href(principalHref(res.user)), true
+	}},
+	dav("owner"): {on: onOwned, value: func(h *Handler, res *resource) (string, bool) {
+		return href(principalHref(res.user)), true
+	}},
+	dav("supported-report-set"): {on: onAll, value: func(h *Handler, res *resource) (string, bool) {
+		var reports []string
+		switch res.kind {
+		case kindCalendar:
+			reports = []string{"<c:calendar-query/>", "<c:calendar-multiget/>", "<d:sync-collection/>"}
+		case kindObject:
+			reports = []string{"<c:calendar-query/>", "<c:calendar-multiget/>"}
+		}
+		var b strings.Builder
+		for _, r := range reports {
+			b.WriteString("<d:supported-report><d:report>" + r + "</d:report></d:supported-report>")
+		}
+		return b.String(), true
+	}},
+	dav("current-user-privilege-set"): {on: onAll, value: func(h *Handler, res *resource) (string, bool) {
+		privs := []string{"<d:read/>", "<d:read-current-user-privilege-set/>"}
+		if res.kind == kindHome || res.kind == kindCalendar || res.kind == kindObject {
+			privs = writePrivileges
+		}
+		var b strings.Builder
+		for _, p := range privs {
+			b.WriteString("<d:privilege>" + p + "</d:privilege>")
+		}
+		return b.String(), true
+	}},
+	cs("getctag"): {on: onCal, allprop: true, value: func(h *Handler, res *resource) (string, bool) {
+		return escape(ctag(res.cal)), true
+	}},
+	dav("sync-token"): {on: onCal, value: func(h *Handler, res *resource) (string, bool) {
+		return escape(syncToken(res.cal)), true
+	}},
+	dav("getetag"): {on: onKinds(kindCalendar, kindObject), allprop: true, value: func(h *Handler, res *resource) (string, bool) {
+		if res.obj != nil {
+			return escape(`"` + res.obj.ETag + `"`), true
+		}
+		return escape(`"` + ctag(res.cal) + `"`), true
+	}},
+	dav("getcontenttype"): {on: onKinds(kindCalendar, kindObject), allprop: true, value: func(h *Handler, res *resource) (string, bool) {
+		if res.obj != nil {
+			return escape(contentType(res.obj)), true
+		}
+		return "text/calendar; charset=utf-8", true
+	}},
+	dav("getcontentlength"): {on: onObj, allprop: true, value: func(h *Handler, res *resource) (string, bool) {
+		return fmt.Sprint(res.obj.Size), true
+	}},
+	dav("getlastmodified"): {on: onKinds(kindCalendar, kindObject), allprop: true, value: func(h *Handler, res *resource) (string, bool) {
+		return httpDate(res)
+	}},
+	caldav("calendar-description"): {on: onCal, allprop: true, value: func(h *Handler, res *resource) (string, bool) {
+		return escape(res.cal.Description), res.cal.Description != ""
+	}},
+	apple("calendar-color"): {on: onCal, allprop: true, value: func(h *Handler, res *resource) (string, bool) {
+		return escape(res.cal.Color), res.cal.Color != ""
+	}},
+	apple("calendar-order"): {on: onCal, allprop: true, value: func(h *Handler, res *resource) (string, bool) {
+		return escape(res.cal.Order), res.cal.Order != ""
+	}},
+	caldav("calendar-timezone"): {on: onCal, value: func(h *Handler, res *resource) (string, bool) {
+		return escape(res.cal.Timezone), res.cal.Timezone != ""
+	}},
+	caldav("supported-calendar-component-set"): {on: onCal, value: func(h *Handler, res *resource) (string, bool) {
+		var b strings.Builder
+		for _, c := range res.cal.Components {
+			b.WriteString(`<c:comp name="` + escape(c) + `"/>`)
+		}
+		return b.String(), true
+	}},
+	caldav("supported-calendar-data"): {on: onCal, value: func(h *Handler, res *resource) (string, bool) {
+		return `<c:calendar-data content-type="text/calendar" version="2.0"/>`, true
+	}},
+	caldav("max-resource-size"): {on: onCal, value: func(h *Handler, res *resource) (string, bool) {
+		return fmt.Sprint(h.maxSize), true
+	}},
+	dav("quota-used-bytes"): {on: onCal, value: func(h *Handler, res *resource) (string, bool) {
+		objs, err := h.store.ListObjects(res.user, res.cal.ID)
+		if err != nil {
+			return "", false
+		}
+		var n int64
+		for _, o := range objs {
+			n += o.Size
+		}
+		return fmt.Sprint(n), true
+	}},
+	caldav("calendar-data"): {on: onObj, value: func(h *Handler, res *resource) (string, bool) {
+		if res.obj.Data == nil {
+			return "", false
+		}
+		return escape(string(res.obj.Data)), true
+	}},
+}
+
+func cs(local string) xml.Name    { return xml.Name{Space: nsCS, Local: local} }
+func apple(local string) xml.Name { return xml.Name{Space: nsApple, Local: local} }
+
+// propstat collects the rendered properties of one resource by status.
+type propstat struct {
+	found   []string // rendered elements
+	missing []xml.Name
+	other   map[int][]xml.Name // e.g. 403 or 424 in PROPPATCH
+}
+
+// propsOf renders the requested properties of res. names nil with
+// allprop set means DAV:allprop (plus include).
+func (h *Handler) propsOf(res *resource, names []xml.Name, allprop, propname bool) propstat {
+	var ps propstat
+	if propname {
+		for _, n := range h.propNames(res) {
+			ps.found = append(ps.found, emptyTag(n))
+		}
+		return ps
+	}
+	if allprop {
+		seen := make(map[xml.Name]bool)
+		for _, n := range names {
+			seen[n] = true
+		}
+		for _, n := range sortedNames(liveProps) {
+			if def := liveProps[n]; def.allprop && !seen[n] {
+				names = append(names, n)
+			}
+		}
+		if res.cal != nil && res.kind == kindCalendar {
+			for _, k := range sortedKeys(res.cal.DeadProps) {
+				if n, ok := parseClark(k); ok && !seen[n] {
+					names = append(names, n)
+				}
+			}
+		}
+	}
+	for _, n := range names {
+		if el, ok := h.renderProp(res, n); ok {
+			ps.found = append(ps.found, el)
+		} else {
+			ps.missing = append(ps.missing, n)
+		}
+	}
+	return ps
+}
+
+// renderProp renders one property element of res.
+func (h *Handler) renderProp(res *resource, n xml.Name) (string, bool) {
+	if def, ok := liveProps[n]; ok {
+		if !def.on(res) {
+			return "", false
+		}
+		v, ok := def.value(h, res)
+		if !ok {
+			return "", false
+		}
+		if v == "" {
+			return emptyTag(n), true
+		}
+		return openTag(n) + v + closeTag(n), true
+	}
+	if res.kind == kindCalendar && res.cal != nil {
+		if raw, ok := res.cal.DeadProps[clark(n)]; ok {
+			return raw, true
+		}
+	}
+	return "", false
+}
+
+func (h *Handler) propNames(res *resource) []xml.Name {
+	var out []xml.Name
+	for _, n := range sortedNames(liveProps) {
+		def := liveProps[n]
+		if !def.on(res) {
+			continue
+		}
+		if n == caldav("calendar-data") {
+			out = append(out, n)
+			continue
+		}
+		if _, ok := def.value(h, res); ok {
+			out = append(out, n)
+		}
+	}
+	if res.kind == kindCalendar && res.cal != nil {
+		for _, k := range sortedKeys(res.cal.DeadProps) {
+			if n, ok := parseClark(k); ok {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+func clark(n xml.Name) string { return "{" + n.Space + "}" + n.Local }
+
+func parseClark(s string) (xml.Name, bool) {
+	if !strings.HasPrefix(s, "{") {
+		return xml.Name{}, false
+	}
+	i := strings.IndexByte(s, '}')
+	if i < 0 {
+		return xml.Name{}, false
+	}
+	return xml.Name{Space: s[1:i], Local: s[i+1:]}, true
+}
+
+func sortedNames(m map[xml.Name]propDef) []xml.Name {
+	out := make([]xml.Name, 0, len(m))
+	for n := range m {
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return clark(out[i]) < clark(out[j]) })
+	return out
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// multistatus builds a DAV:multistatus body.
+type multistatus struct {
+	b strings.Builder
+}
+
+func newMultistatus() *multistatus {
+	m := &multistatus{}
+	m.b.WriteString(xml.Header)
+	m.b.WriteString(msHeader)
+	return m
+}
+
+func statusLine(code int) string {
+	return fmt.Sprintf("HTTP/1.1 %d %s", code, http.StatusText(code))
+}
+
+// add writes one response with its propstats.
+func (m *multistatus) add(hrefPath string, ps propstat) {
+	m.b.WriteString("<d:response>" + href(hrefPath))
+	if len(ps.found) > 0 {
+		m.b.WriteString("<d:propstat><d:prop>")
+		for _, el := range ps.found {
+			m.b.WriteString(el)
+		}
+		m.b.WriteString("</d:prop><d:status>" + statusLine(http.StatusOK) + "</d:status></d:propstat>")
+	}
+	write := func(code int, names []xml.Name) {
+		if len(names) == 0 {
+			return
+		}
+		m.b.WriteString("<d:propstat><d:prop>")
+		for _, n := range names {
+			m.b.WriteString(emptyTag(n))
+		}
+		m.b.WriteString("</d:prop><d:status>" + statusLine(code) + "</d:status></d:propstat>")
+	}
+	write(http.StatusNotFound, ps.missing)
+	for _, code := range []int{http.StatusForbidden, http.StatusConflict, http.StatusFailedDependency} {
+		write(code, ps.other[code])
+	}
+	m.b.WriteString("</d:response>")
+}
+
+// addStatus writes one response that has a status instead of properties.
+func (m *multistatus) addStatus(hrefPath string, code int) {
+	m.b.WriteString("<d:response>" + href(hrefPath) + "<d:status>" + statusLine(code) + "</d:status></d:response>")
+}
+
+func (m *multistatus) raw(s string) { m.b.WriteString(s) }
+
+func (m *multistatus) send(w http.ResponseWriter, r *http.Request) {
+	m.b.WriteString("</d:multistatus>")
+	w.Header().Set("Content-Type", "application/xml; charset=utf-8")
+	w.Header().Set("Content-Length", fmt.Sprint(m.b.Len()))
+	w.WriteHeader(http.StatusMultiStatus)
+	if r.Method != http.MethodHead {
+		w.Write([]byte(m.b.String()))
+	}
+}

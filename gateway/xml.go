@@ -1,0 +1,297 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// XML namespaces.
+const (
+	nsDAV     = "DAV:"
+	nsCalDAV  = "urn:ietf:params:xml:ns:caldav" // RFC 4791
+	nsCS      = "http://calendarserver.org/ns/" // getctag
+	nsApple   = "http://apple.com/ns/ical/"     // calendar-color, calendar-order
+	nsCalgate = "urn:calgate:xml"               // calgate's error messages
+)
+
+var prefixes = map[string]string{nsDAV: "d", nsCalDAV: "c", nsCS: "cs", nsApple: "ic"}
+
+const msHeader = `<d:multistatus xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav" xmlns:cs="http://calendarserver.org/ns/" xmlns:ic="http://apple.com/ns/ical/">`
+
+func dav(local string) xml.Name    { return xml.Name{Space: nsDAV, Local: local} }
+func caldav(local string) xml.Name { return xml.Name{Space: nsCalDAV, Local: local} }
+
+// openTag renders the start tag of n, declaring its namespace inline when
+// it is not one of the prefixes of the multistatus root.
+func openTag(n xml.Name) string {
+	if p, ok := prefixes[n.Space]; ok {
+		return "<" + p + ":" + n.Local + ">"
+	}
+	if n.Space == "" {
+		return "<" + n.Local + ` xmlns="">`
+	}
+	return "<" + n.Local + ` xmlns="` + escape(n.Space) + `">`
+}
+
+func closeTag(n xml.Name) string {
+	if p, ok := prefixes[n.Space]; ok {
+		return "</" + p + ":" + n.Local + ">"
+	}
+	return "</" + n.Local + ">"
+}
+
+func emptyTag(n xml.Name) string {
+	s := openTag(n)
+	return s[:len(s)-1] + "/>"
+}
+
+func escape(s string) string {
+	var b bytes.Buffer
+	xml.EscapeText(&b, []byte(s))
+	return b.String()
+}
+
+// Limits on request XML, checked before it is decoded.
+const (
+	maxXMLDepth = 64
+)
+
+var (
+	errXMLDoctype = errors.New("DOCTYPE and entity declarations are not accepted")
+	errXMLDepth   = errors.New("XML nested too deeply")
+)
+
+// checkXML scans body once before it is unmarshalled: it refuses DOCTYPE
+// (and so entity declarations, billion laughs and external entities),
+// processing instructions other than the XML declaration, and deep nesting.
+func checkXML(body []byte) error {
+	d := xml.NewDecoder(bytes.NewReader(body))
+	d.Strict = true
+	depth := 0
+	for {
+		tok, err := d.RawToken()
+		if err == io.EOF {
+			if depth != 0 {
+				return io.ErrUnexpectedEOF
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch t := tok.(type) {
+		case xml.Directive:
+			return errXMLDoctype
+		case xml.ProcInst:
+			if t.Target != "xml" {
+				return errors.New("processing instructions are not accepted")
+			}
+		case xml.StartElement:
+			depth++
+			if depth > maxXMLDepth {
+				return errXMLDepth
+			}
+		case xml.EndElement:
+			depth--
+		}
+	}
+}
+
+// readXML reads and decodes an XML request body into v. An empty body
+// leaves v untouched and reports false.
+func (h *Handler) readXML(w http.ResponseWriter, r *http.Request, v any) (bool, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt := strings.ToLower(strings.TrimSpace(strings.SplitN(ct, ";", 2)[0]))
+		if mt != "application/xml" && mt != "text/xml" {
+			return false, errf(http.StatusUnsupportedMediaType, "request body must be application/xml, not %q", mt)
+		}
+	}
+	body, err := h.readBody(w, r)
+	if err != nil {
+		return false, err
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return false, nil
+	}
+	if err := checkXML(body); err != nil {
+		return false, errf(http.StatusBadRequest, "malformed XML request body: %v", err)
+	}
+	if err := xml.Unmarshal(body, v); err != nil {
+		return false, errf(http.StatusBadRequest, "malformed XML request body: %v", err)
+	}
+	return true, nil
+}
+
+// readBody reads the whole request body, refusing one larger than the
+// configured maximum before reading it (413 with CALDAV:max-resource-size).
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	tooBig := &davError{status: http.StatusRequestEntityTooLarge, cond: caldav("max-resource-size"),
+		msg: "request body exceeds the maximum resource size"}
+	if r.ContentLength > h.maxSize {
+		return nil, tooBig
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxSize))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooBig
+		}
+		return nil, errf(http.StatusBadRequest, "reading request body: %v", err)
+	}
+	return body, nil
+}
+
+// nameList decodes the children of an element as a list of names
+// (the content of DAV:prop in PROPFIND, for example).
+type nameList []xml.Name
+
+func (l *nameList) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			*l = append(*l, t.Name)
+			if err := d.Skip(); err != nil {
+				return err
+			}
+		case xml.EndElement:
+			return nil
+		}
+	}
+}
+
+// rawProp is one property element with its content, kept as a
+// self-contained XML fragment (used for PROPPATCH and dead properties).
+type rawProp struct {
+	Name  xml.Name
+	XML   string // the whole element, re-encoded with its namespaces
+	Inner []byte // the element's content as character data and children
+	start xml.StartElement
+}
+
+// propList decodes the children of a DAV:prop element in full.
+type propList []rawProp
+
+func (l *propList) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			p, err := captureElement(d, t)
+			if err != nil {
+				return err
+			}
+			*l = append(*l, p)
+		case xml.EndElement:
+			return nil
+		}
+	}
+}
+
+// captureElement re-encodes the element that starts with start (whose
+// start token was already read) into a self-contained fragment.
+func captureElement(d *xml.Decoder, start xml.StartElement) (rawProp, error) {
+	var whole, inner bytes.Buffer
+	we := xml.NewEncoder(&whole)
+	ie := xml.NewEncoder(&inner)
+	if err := we.EncodeToken(cleanToken(start.Copy())); err != nil {
+		return rawProp{}, err
+	}
+	depth := 0
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return rawProp{}, err
+		}
+		tok = cleanToken(xml.CopyToken(tok))
+		if err := we.EncodeToken(tok); err != nil {
+			return rawProp{}, err
+		}
+		switch tok.(type) {
+		case xml.StartElement:
+			depth++
+		case xml.EndElement:
+			if depth == 0 {
+				if err := we.Flush(); err != nil {
+					return rawProp{}, err
+				}
+				if err := ie.Flush(); err != nil {
+					return rawProp{}, err
+				}
+				return rawProp{Name: start.Name, XML: whole.String(), Inner: inner.Bytes(), start: start}, nil
+			}
+			depth--
+		}
+		if err := ie.EncodeToken(tok); err != nil {
+			return rawProp{}, err
+		}
+	}
+}
+
+// innerText returns the character data of a captured element.
+func (p rawProp) innerText() string {
+	var b strings.Builder
+	d := xml.NewDecoder(bytes.NewReader(append(append([]byte("<x>"), p.Inner...), "</x>"...)))
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			break
+		}
+		if cd, ok := tok.(xml.CharData); ok {
+			b.Write(cd)
+		}
+	}
+	return b.String()
+}
+
+// childNames lists the names of a captured element's child elements.
+func (p rawProp) childNames() []xml.Name {
+	var out []xml.Name
+	d := xml.NewDecoder(bytes.NewReader(append(append([]byte("<x>"), p.Inner...), "</x>"...)))
+	depth := 0
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			break
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			depth++
+			if depth == 2 {
+				out = append(out, t.Name)
+			}
+		case xml.EndElement:
+			depth--
+		}
+	}
+	return out
+}
+
+// cleanToken drops namespace declarations from a start element: the
+// encoder declares the namespaces it needs itself, and a copied
+// declaration would be written twice.
+func cleanToken(tok xml.Token) xml.Token {
+	se, ok := tok.(xml.StartElement)
+	if !ok {
+		return tok
+	}
+	attrs := se.Attr[:0:0]
+	for _, a := range se.Attr {
+		if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
+			continue
+		}
+		attrs = append(attrs, a)
+	}
+	se.Attr = attrs
+	return se
+}

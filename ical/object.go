@@ -1,0 +1,205 @@
+package ical
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	goical "github.com/emersion/go-ical"
+)
+
+// Info describes a calendar object resource, as Inspect found it.
+type Info struct {
+	UID       string
+	Component string // VEVENT, VTODO, VJOURNAL, VFREEBUSY, ...
+	// Start and End bound every time the object can match in a time-range
+	// query; a zero Start or End is unbounded on that side.
+	Start, End time.Time
+	Recurring  bool
+	Warnings   []string
+}
+
+// Inspect checks the rules of a calendar object resource (RFC 4791 §4.1)
+// and reports what the object is. Errors wrap ErrInvalidObject (the data
+// is iCalendar but not one object resource) or ErrInvalidData (a date or
+// duration that cannot be read).
+func (z *Zones) Inspect(cal *goical.Calendar) (Info, error) {
+	var info Info
+	if cal.Props.Get(goical.PropMethod) != nil {
+		return info, fmt.Errorf("%w: METHOD is not allowed in a calendar object resource (RFC 4791 §4.1); remove it", ErrInvalidObject)
+	}
+	masters := 0
+	first := true
+	for _, c := range cal.Children {
+		if c.Name == goical.CompTimezone {
+			continue
+		}
+		if info.Component == "" {
+			info.Component = c.Name
+		} else if c.Name != info.Component {
+			return info, fmt.Errorf("%w: mixes %s and %s components", ErrInvalidObject, info.Component, c.Name)
+		}
+		uid := c.Props.Get(goical.PropUID)
+		if uid == nil || strings.TrimSpace(uid.Value) == "" {
+			return info, fmt.Errorf("%w: %s without UID", ErrInvalidObject, c.Name)
+		}
+		if info.UID == "" {
+			info.UID = uid.Value
+		} else if uid.Value != info.UID {
+			return info, fmt.Errorf("%w: more than one UID (%q and %q)", ErrInvalidObject, info.UID, uid.Value)
+		}
+		if c.Props.Get(goical.PropRecurrenceID) == nil {
+			masters++
+			if masters > 1 {
+				return info, fmt.Errorf("%w: two %s components with UID %q and no RECURRENCE-ID", ErrInvalidObject, c.Name, info.UID)
+			}
+		} else if _, _, err := z.ParseTime(c.Props.Get(goical.PropRecurrenceID)); err != nil {
+			return info, err
+		}
+		s, e, rec, warns, err := z.span(c)
+		if err != nil {
+			return info, err
+		}
+		info.Warnings = appendNew(info.Warnings, warns...)
+		info.Recurring = info.Recurring || rec
+		if first {
+			info.Start, info.End = s, e
+			first = false
+		} else {
+			if s.IsZero() || (!info.Start.IsZero() && s.Before(info.Start)) {
+				info.Start = s
+			}
+			if e.IsZero() || (!info.End.IsZero() && e.After(info.End)) {
+				info.End = e
+			}
+		}
+	}
+	if info.Component == "" {
+		return info, fmt.Errorf("%w: no VEVENT, VTODO or VJOURNAL in the VCALENDAR", ErrInvalidObject)
+	}
+	return info, nil
+}
+
+func appendNew(list []string, items ...string) []string {
+next:
+	for _, it := range items {
+		for _, have := range list {
+			if have == it {
+				continue next
+			}
+		}
+		list = append(list, it)
+	}
+	return list
+}
+
+// dates holds the parsed date properties of one component.
+type dates struct {
+	start, end, due, completed, created *Time
+	duration                            *time.Duration
+	warnings                            []string
+}
+
+func (z *Zones) dates(c *goical.Component) (dates, error) {
+	var d dates
+	get := func(name string) (*Time, error) {
+		p := c.Props.Get(name)
+		if p == nil {
+			return nil, nil
+		}
+		t, w, err := z.ParseTime(p)
+		if err != nil {
+			return nil, err
+		}
+		if w != "" {
+			d.warnings = appendNew(d.warnings, w)
+		}
+		return &t, nil
+	}
+	var err error
+	if d.start, err = get(goical.PropDateTimeStart); err != nil {
+		return d, err
+	}
+	if d.end, err = get(goical.PropDateTimeEnd); err != nil {
+		return d, err
+	}
+	if d.due, err = get(goical.PropDue); err != nil {
+		return d, err
+	}
+	if d.completed, err = get(goical.PropCompleted); err != nil {
+		return d, err
+	}
+	if d.created, err = get(goical.PropCreated); err != nil {
+		return d, err
+	}
+	if p := c.Props.Get(goical.PropDuration); p != nil {
+		dur, err := ParseDuration(p.Value)
+		if err != nil {
+			return d, err
+		}
+		d.duration = &dur
+	}
+	return d, nil
+}
+
+// span returns conservative bounds of every time c can match.
+func (z *Zones) span(c *goical.Component) (start, end time.Time, recurring bool, warnings []string, err error) {
+	d, err := z.dates(c)
+	if err != nil {
+		return start, end, false, nil, err
+	}
+	warnings = d.warnings
+	recurring = c.Props.Get(goical.PropRecurrenceRule) != nil || c.Props.Get(goical.PropRecurrenceDates) != nil
+	var ts []time.Time
+	add := func(t *Time, allDay bool) {
+		if t == nil {
+			return
+		}
+		ts = append(ts, t.Time)
+		if allDay && t.Date {
+			ts = append(ts, t.AddDate(0, 0, 1))
+		}
+	}
+	switch c.Name {
+	case goical.CompToDo:
+		if d.start == nil && d.due == nil && d.completed == nil && d.duration == nil && d.created != nil {
+			return d.created.Time, time.Time{}, recurring, warnings, nil
+		}
+		add(d.start, false)
+		add(d.due, false)
+		add(d.completed, false)
+		if d.completed != nil {
+			add(d.created, false)
+		}
+	default:
+		add(d.start, true)
+		add(d.end, false)
+	}
+	if d.start != nil && d.duration != nil && *d.duration > 0 {
+		ts = append(ts, d.start.Add(*d.duration))
+	}
+	if len(ts) == 0 {
+		return time.Time{}, time.Time{}, recurring, warnings, nil
+	}
+	start, end = ts[0], ts[0]
+	for _, t := range ts[1:] {
+		if t.Before(start) {
+			start = t
+		}
+		if t.After(end) {
+			end = t
+		}
+	}
+	if recurring {
+		end = time.Time{}
+	}
+	// Floating times may be evaluated in any zone: widen by the largest
+	// UTC offsets in use (-12h .. +14h).
+	if d.start != nil && d.start.Floating || d.end != nil && d.end.Floating || d.due != nil && d.due.Floating {
+		start = start.Add(-14 * time.Hour)
+		if !end.IsZero() {
+			end = end.Add(14 * time.Hour)
+		}
+	}
+	return start, end, recurring, warnings, nil
+}
