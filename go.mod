@@ -12,6 +12,7 @@ require (
 )
 
 require (
+	github.com/emersion/go-webdav v0.7.0 // indirect
 	github.com/teambition/rrule-go v1.8.2 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 )

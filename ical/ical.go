@@ -40,6 +40,9 @@ func Parse(data []byte) (cal *goical.Calendar, err error) {
 		}
 	}()
 	data = bytes.TrimPrefix(data, bom)
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, fmt.Errorf("%w: empty body", ErrInvalidData)
+	}
 	if !utf8.Valid(Unfold(data)) {
 		return nil, fmt.Errorf("%w: text is not UTF-8", ErrInvalidData)
 	}

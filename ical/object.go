@@ -25,8 +25,11 @@ type Info struct {
 // duration that cannot be read).
 func (z *Zones) Inspect(cal *goical.Calendar) (Info, error) {
 	var info Info
-	if cal.Props.Get(goical.PropMethod) != nil {
-		return info, fmt.Errorf("%w: METHOD is not allowed in a calendar object resource (RFC 4791 §4.1); remove it", ErrInvalidObject)
+	// RFC 4791 §4.1 forbids METHOD in stored objects. PUBLISH is harmless
+	// and in nearly every exported file, so it is accepted; any other
+	// method makes the body an iTIP scheduling message, not an event.
+	if m := cal.Props.Get(goical.PropMethod); m != nil && !strings.EqualFold(strings.TrimSpace(m.Value), "PUBLISH") {
+		return info, fmt.Errorf("%w: METHOD:%s makes this an iTIP scheduling message, not a calendar object (RFC 4791 §4.1); remove the METHOD property", ErrInvalidObject, m.Value)
 	}
 	masters := 0
 	first := true
