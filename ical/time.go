@@ -99,7 +99,7 @@ func ParseDuration(s string) (time.Duration, error) {
 	}
 	s = s[1:]
 	var total time.Duration
-	inTime, n, digits := false, int64(0), 0
+	inTime, n, digits, units := false, int64(0), 0, 0
 	for _, c := range strings.ToUpper(s) {
 		switch {
 		case c >= '0' && c <= '9':
@@ -139,8 +139,9 @@ func ParseDuration(s string) (time.Duration, error) {
 			return 0, bad
 		}
 		n, digits = 0, 0
+		units++
 	}
-	if digits != 0 {
+	if digits != 0 || units == 0 {
 		return 0, bad
 	}
 	if neg {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -36,6 +37,26 @@ func (b *syncBuffer) String() string {
 
 var listeningLine = regexp.MustCompile(`msg="calgate listening" addr=(127\.0\.0\.1:\d+)`)
 
+// waitListening waits up to 10 s for the "calgate listening" line in logs
+// and returns the address it names. It fails the test if stopped is closed
+// first (the server exited) or the line does not come.
+func waitListening(t *testing.T, logs *syncBuffer, stopped <-chan struct{}) string {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		if m := listeningLine.FindStringSubmatch(logs.String()); m != nil {
+			return m[1]
+		}
+		select {
+		case <-stopped:
+			t.Fatalf("calgate exited before listening:\n%s", logs.String())
+		case <-deadline:
+			t.Fatalf("no listening line within 10s in:\n%s", logs.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 // TestServe starts the server on a free port over a real store, checks the
 // log line tests and scripts rely on and the well-known redirect, shuts it
 // down through its context, and checks that the configured calendars were
@@ -59,24 +80,17 @@ func TestServe(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, log) }()
+	var serveErr error
+	stopped := make(chan struct{})
+	go func() {
+		serveErr = serve(ctx, cfg, log)
+		if serveErr != nil {
+			fmt.Fprintf(&logs, "serve returned: %v\n", serveErr) // shown by waitListening
+		}
+		close(stopped)
+	}()
 
-	var addr string
-	for deadline := time.Now().Add(10 * time.Second); addr == ""; {
-		if m := listeningLine.FindStringSubmatch(logs.String()); m != nil {
-			addr = m[1]
-			break
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("serve returned early: %v\n%s", err, logs.String())
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no listening line in:\n%s", logs.String())
-		}
-	}
+	addr := waitListening(t, &logs, stopped)
 	if !strings.Contains(logs.String(), "base_url=http://"+addr) {
 		t.Errorf("base_url not derived from the listening address:\n%s", logs.String())
 	}
@@ -96,9 +110,9 @@ func TestServe(t *testing.T) {
 
 	cancel()
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serve: %v", err)
+	case <-stopped:
+		if serveErr != nil {
+			t.Fatalf("serve: %v", serveErr)
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("serve did not return after cancel")

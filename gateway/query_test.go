@@ -1,0 +1,166 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// queryNames runs a calendar-query with the given filter body and returns
+// the sorted resource names that matched.
+func queryNames(t *testing.T, e *env, filter string) []string {
+	t.Helper()
+	body := `<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/></d:prop><c:filter>` + filter + `</c:filter></c:calendar-query>`
+	ms := decodeMS(t, e.do("alice", "REPORT", "/dav/calendars/alice/personal/", body, "Depth", "1", ct, xmlType))
+	var out []string
+	for _, h := range ms.hrefs() {
+		out = append(out, strings.TrimSuffix(strings.TrimPrefix(h, "/dav/calendars/alice/personal/"), ".ics"))
+	}
+	sort.Strings(out)
+	return out
+}
+
+func putRaw(t *testing.T, e *env, name, comps string) {
+	t.Helper()
+	body := "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n" + comps + "END:VCALENDAR\r\n"
+	wantStatus(t, e.do("alice", "PUT", "/dav/calendars/alice/personal/"+name+".ics", body, ct, icsType), http.StatusCreated)
+}
+
+func vevent(uid string, lines ...string) string {
+	return "BEGIN:VEVENT\r\nUID:" + uid + "\r\nDTSTAMP:20240101T000000Z\r\n" + strings.Join(lines, "\r\n") + "\r\nEND:VEVENT\r\n"
+}
+
+func vtodo(uid string, lines ...string) string {
+	s := "BEGIN:VTODO\r\nUID:" + uid + "\r\nDTSTAMP:20240101T000000Z\r\n"
+	if len(lines) > 0 {
+		s += strings.Join(lines, "\r\n") + "\r\n"
+	}
+	return s + "END:VTODO\r\n"
+}
+
+func TestQueryTextAndParamFilters(t *testing.T) {
+	e := newEnv(t)
+	putRaw(t, e, "standup", vevent("standup", "DTSTART:20240301T090000Z", "DTEND:20240301T091500Z", "SUMMARY:Daily Standup", "LOCATION:Room 1",
+		"ATTENDEE;PARTSTAT=ACCEPTED;CN=Bob:mailto:bob@example.com", "CATEGORIES:WORK,MEETING"))
+	putRaw(t, e, "dentist", vevent("dentist", "DTSTART:20240302T140000Z", "DTEND:20240302T150000Z", "SUMMARY:Dentist\\, bring card",
+		"ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:alice@example.com"))
+	putRaw(t, e, "milk", vtodo("milk", "SUMMARY:Buy milk", "STATUS:NEEDS-ACTION"))
+
+	cal := func(inner string) string { return `<c:comp-filter name="VCALENDAR">` + inner + `</c:comp-filter>` }
+	ev := func(inner string) string { return cal(`<c:comp-filter name="VEVENT">` + inner + `</c:comp-filter>`) }
+	for _, tc := range []struct {
+		name   string
+		filter string
+		want   []string
+	}{
+		{"all", cal(""), []string{"dentist", "milk", "standup"}},
+		{"events", ev(""), []string{"dentist", "standup"}},
+		{"todos", cal(`<c:comp-filter name="VTODO"/>`), []string{"milk"}},
+		{"no todos", cal(`<c:comp-filter name="VTODO"><c:is-not-defined/></c:comp-filter>`), []string{"dentist", "standup"}},
+		{"casemap", ev(`<c:prop-filter name="SUMMARY"><c:text-match collation="i;ascii-casemap">STANDUP</c:text-match></c:prop-filter>`), []string{"standup"}},
+		{"default collation", ev(`<c:prop-filter name="SUMMARY"><c:text-match>daily</c:text-match></c:prop-filter>`), []string{"standup"}},
+		{"octet is case-sensitive", ev(`<c:prop-filter name="SUMMARY"><c:text-match collation="i;octet">STANDUP</c:text-match></c:prop-filter>`), nil},
+		{"octet match", ev(`<c:prop-filter name="SUMMARY"><c:text-match collation="i;octet">Standup</c:text-match></c:prop-filter>`), []string{"standup"}},
+		{"negate", ev(`<c:prop-filter name="SUMMARY"><c:text-match negate-condition="yes">standup</c:text-match></c:prop-filter>`), []string{"dentist"}},
+		{"escaped text", ev(`<c:prop-filter name="SUMMARY"><c:text-match>dentist, bring</c:text-match></c:prop-filter>`), []string{"dentist"}},
+		{"prop not defined", ev(`<c:prop-filter name="LOCATION"><c:is-not-defined/></c:prop-filter>`), []string{"dentist"}},
+		{"prop defined", ev(`<c:prop-filter name="LOCATION"/>`), []string{"standup"}},
+		{"uid", cal(`<c:comp-filter name="VTODO"><c:prop-filter name="UID"><c:text-match collation="i;octet">milk</c:text-match></c:prop-filter></c:comp-filter>`), []string{"milk"}},
+		{"param match", ev(`<c:prop-filter name="ATTENDEE"><c:param-filter name="PARTSTAT"><c:text-match>needs-action</c:text-match></c:param-filter></c:prop-filter>`), []string{"dentist"}},
+		{"param not defined", ev(`<c:prop-filter name="ATTENDEE"><c:param-filter name="CN"><c:is-not-defined/></c:param-filter></c:prop-filter>`), []string{"dentist"}},
+		{"two props and", ev(`<c:prop-filter name="SUMMARY"><c:text-match>a</c:text-match></c:prop-filter><c:prop-filter name="LOCATION"><c:text-match>room</c:text-match></c:prop-filter>`), []string{"standup"}},
+		{"categories", ev(`<c:prop-filter name="CATEGORIES"><c:text-match>meeting</c:text-match></c:prop-filter>`), []string{"standup"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := queryNames(t, e, tc.filter); !slices.Equal(got, tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+
+	// Invalid filters.
+	for _, tc := range []struct{ filter, cond string }{
+		{`<c:comp-filter name="VEVENT"/>`, "valid-filter"},
+		{`<c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT"><c:time-range start="2024-01-01"/></c:comp-filter></c:comp-filter>`, "valid-filter"},
+		{`<c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT"><c:time-range/></c:comp-filter></c:comp-filter>`, "valid-filter"},
+		{`<c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT"><c:prop-filter name="SUMMARY"><c:text-match collation="i;klingon">x</c:text-match></c:prop-filter></c:comp-filter></c:comp-filter>`, "supported-collation"},
+	} {
+		body := `<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/></d:prop><c:filter>` + tc.filter + `</c:filter></c:calendar-query>`
+		wantPrecondition(t, e.do("alice", "REPORT", "/dav/calendars/alice/personal/", body, "Depth", "1", ct, xmlType), http.StatusForbidden, nsCalDAV, tc.cond)
+	}
+}
+
+// TestQueryTimeRange checks the VEVENT, VTODO and VJOURNAL rows of the
+// RFC 4791 §9.9 table for one-off components, including all-day events,
+// zero-length events and events that exactly fill the range.
+func TestQueryTimeRange(t *testing.T) {
+	e := newEnv(t)
+	// Events around the range [2024-03-10T00:00Z, 2024-03-11T00:00Z).
+	putRaw(t, e, "ev-inside", vevent("a", "DTSTART:20240310T100000Z", "DTEND:20240310T110000Z"))
+	putRaw(t, e, "ev-before", vevent("b", "DTSTART:20240309T100000Z", "DTEND:20240309T110000Z"))
+	putRaw(t, e, "ev-ends-at-start", vevent("c", "DTSTART:20240309T230000Z", "DTEND:20240310T000000Z"))
+	putRaw(t, e, "ev-overlaps-start", vevent("d", "DTSTART:20240309T230000Z", "DTEND:20240310T010000Z"))
+	putRaw(t, e, "ev-spans", vevent("f", "DTSTART:20240301T000000Z", "DTEND:20240401T000000Z"))
+	putRaw(t, e, "ev-fills", vevent("g", "DTSTART:20240310T000000Z", "DTEND:20240311T000000Z"))
+	putRaw(t, e, "ev-starts-at-end", vevent("h", "DTSTART:20240311T000000Z", "DTEND:20240311T010000Z"))
+	putRaw(t, e, "ev-duration", vevent("i", "DTSTART:20240309T220000Z", "DURATION:PT3H"))
+	putRaw(t, e, "ev-zero-at-start", vevent("j", "DTSTART:20240310T000000Z", "DURATION:PT0S"))
+	putRaw(t, e, "ev-instant-at-end", vevent("k", "DTSTART:20240311T000000Z"))
+	putRaw(t, e, "ev-allday", vevent("l", "DTSTART;VALUE=DATE:20240310"))
+	putRaw(t, e, "ev-allday-before", vevent("m", "DTSTART;VALUE=DATE:20240309", "DTEND;VALUE=DATE:20240310"))
+	putRaw(t, e, "ev-allday-multi", vevent("n", "DTSTART;VALUE=DATE:20240308", "DTEND;VALUE=DATE:20240312"))
+	putRaw(t, e, "ev-tz", vevent("o", "DTSTART;TZID=Europe/Berlin:20240310T003000", "DTEND;TZID=Europe/Berlin:20240310T013000")) // 23:30Z-00:30Z
+	putRaw(t, e, "ev-tz-before", vevent("p", "DTSTART;TZID=America/New_York:20240309T180000", "DTEND;TZID=America/New_York:20240309T190000")) // 23:00Z-00:00Z
+	// Tasks, one per row of the VTODO table.
+	putRaw(t, e, "todo-start-dur", vtodo("t1", "DTSTART:20240310T100000Z", "DURATION:PT1H"))
+	putRaw(t, e, "todo-start-due", vtodo("t2", "DTSTART:20240309T100000Z", "DUE:20240310T100000Z"))
+	putRaw(t, e, "todo-start", vtodo("t3", "DTSTART:20240310T050000Z"))
+	putRaw(t, e, "todo-due", vtodo("t4", "DUE:20240310T120000Z"))
+	putRaw(t, e, "todo-due-at-start", vtodo("t4b", "DUE:20240310T000000Z"))
+	putRaw(t, e, "todo-completed-created", vtodo("t5", "CREATED:20240301T000000Z", "COMPLETED:20240305T000000Z"))
+	putRaw(t, e, "todo-completed", vtodo("t6", "COMPLETED:20240310T120000Z"))
+	putRaw(t, e, "todo-created", vtodo("t7", "CREATED:20240305T000000Z"))
+	putRaw(t, e, "todo-created-later", vtodo("t7b", "CREATED:20240312T000000Z"))
+	putRaw(t, e, "todo-nothing", vtodo("t8"))
+	putRaw(t, e, "todo-past", vtodo("t9", "DTSTART:20240301T100000Z", "DUE:20240302T100000Z"))
+	// Journals.
+	putRaw(t, e, "journal-day", "BEGIN:VJOURNAL\r\nUID:j1\r\nDTSTAMP:20240101T000000Z\r\nDTSTART;VALUE=DATE:20240310\r\nEND:VJOURNAL\r\n")
+	putRaw(t, e, "journal-time", "BEGIN:VJOURNAL\r\nUID:j2\r\nDTSTAMP:20240101T000000Z\r\nDTSTART:20240309T120000Z\r\nEND:VJOURNAL\r\n")
+	putRaw(t, e, "journal-none", "BEGIN:VJOURNAL\r\nUID:j3\r\nDTSTAMP:20240101T000000Z\r\nEND:VJOURNAL\r\n")
+
+	tr := `<c:time-range start="20240310T000000Z" end="20240311T000000Z"/>`
+	comp := func(name string) string {
+		return `<c:comp-filter name="VCALENDAR"><c:comp-filter name="` + name + `">` + tr + `</c:comp-filter></c:comp-filter>`
+	}
+	wantEvents := []string{"ev-allday", "ev-allday-multi", "ev-duration", "ev-fills", "ev-inside", "ev-overlaps-start", "ev-spans", "ev-tz", "ev-zero-at-start"}
+	if got := queryNames(t, e, comp("VEVENT")); !slices.Equal(got, wantEvents) {
+		t.Errorf("VEVENT time-range:\n got %v\nwant %v", got, wantEvents)
+	}
+	// Rows of RFC 4791 §9.9 for VTODO: start-dur (overlap), start-due
+	// (due inside), start (inside), due (inside), due exactly at start (not:
+	// start < DUE fails), completed+created (both before: no), completed
+	// (inside), created before end (yes), created after (no), nothing (yes).
+	wantTodos := []string{"todo-completed", "todo-created", "todo-due", "todo-nothing", "todo-start", "todo-start-due", "todo-start-dur"}
+	if got := queryNames(t, e, comp("VTODO")); !slices.Equal(got, wantTodos) {
+		t.Errorf("VTODO time-range:\n got %v\nwant %v", got, wantTodos)
+	}
+	if got := queryNames(t, e, comp("VJOURNAL")); !slices.Equal(got, []string{"journal-day"}) {
+		t.Errorf("VJOURNAL time-range: got %v", got)
+	}
+	// Open-ended ranges.
+	open := `<c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT"><c:time-range start="20240310T230000Z"/></c:comp-filter></c:comp-filter>`
+	if got := queryNames(t, e, open); !slices.Equal(got, []string{"ev-allday", "ev-allday-multi", "ev-fills", "ev-instant-at-end", "ev-spans", "ev-starts-at-end"}) {
+		t.Errorf("start-only range: got %v", got)
+	}
+	// calendar-data in a query is the stored bytes.
+	body := `<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><c:calendar-data/></d:prop><c:filter>` +
+		`<c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT"><c:prop-filter name="UID"><c:text-match collation="i;octet">a</c:text-match></c:prop-filter></c:comp-filter></c:comp-filter></c:filter></c:calendar-query>`
+	ms := decodeMS(t, e.do("alice", "REPORT", "/dav/calendars/alice/personal/", body, "Depth", "1", ct, xmlType))
+	want := "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n" + vevent("a", "DTSTART:20240310T100000Z", "DTEND:20240310T110000Z") + "END:VCALENDAR\r\n"
+	if d := ms.prop("/dav/calendars/alice/personal/ev-inside.ics", nsCalDAV, "calendar-data"); d == nil || d.Text != want {
+		t.Fatalf("calendar-data in query: %v", fmt.Sprint(d))
+	}
+}
