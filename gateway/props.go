@@ -40,7 +40,6 @@ func onKinds(kinds ...kind) func(*resource) bool {
 
 var (
 	onAll        = func(*resource) bool { return true }
-	onCollection = onKinds(kindRoot, kindPrincipals, kindPrincipal, kindHomes, kindHome, kindCalendar)
 	onOwned      = onKinds(kindHome, kindCalendar, kindObject)
 	onCal        = onKinds(kindCalendar)
 	onObj        = onKinds(kindObject)
