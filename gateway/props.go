@@ -39,10 +39,10 @@ func onKinds(kinds ...kind) func(*resource) bool {
 }
 
 var (
-	onAll        = func(*resource) bool { return true }
-	onOwned      = onKinds(kindHome, kindCalendar, kindObject)
-	onCal        = onKinds(kindCalendar)
-	onObj        = onKinds(kindObject)
+	onAll   = func(*resource) bool { return true }
+	onOwned = onKinds(kindHome, kindCalendar, kindObject)
+	onCal   = onKinds(kindCalendar)
+	onObj   = onKinds(kindObject)
 )
 
 func href(s string) string { return "<d:href>" + escape(s) + "</d:href>" }

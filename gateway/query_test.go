@@ -112,7 +112,7 @@ func TestQueryTimeRange(t *testing.T) {
 	putRaw(t, e, "ev-allday", vevent("l", "DTSTART;VALUE=DATE:20240310"))
 	putRaw(t, e, "ev-allday-before", vevent("m", "DTSTART;VALUE=DATE:20240309", "DTEND;VALUE=DATE:20240310"))
 	putRaw(t, e, "ev-allday-multi", vevent("n", "DTSTART;VALUE=DATE:20240308", "DTEND;VALUE=DATE:20240312"))
-	putRaw(t, e, "ev-tz", vevent("o", "DTSTART;TZID=Europe/Berlin:20240310T003000", "DTEND;TZID=Europe/Berlin:20240310T013000")) // 23:30Z-00:30Z
+	putRaw(t, e, "ev-tz", vevent("o", "DTSTART;TZID=Europe/Berlin:20240310T003000", "DTEND;TZID=Europe/Berlin:20240310T013000"))              // 23:30Z-00:30Z
 	putRaw(t, e, "ev-tz-before", vevent("p", "DTSTART;TZID=America/New_York:20240309T180000", "DTEND;TZID=America/New_York:20240309T190000")) // 23:00Z-00:00Z
 	// Tasks, one per row of the VTODO table.
 	putRaw(t, e, "todo-start-dur", vtodo("t1", "DTSTART:20240310T100000Z", "DURATION:PT1H"))

@@ -12,7 +12,7 @@ func TestUnfold(t *testing.T) {
 		{"A:b\r\n c\r\n", "A:bc\r\n"},
 		{"A:b\n\tc\n", "A:bc\n"},
 		{"A:x\xc2\r\n \xa0y\r\n", "A:x\xc2\xa0y\r\n"}, // a UTF-8 sequence split by a fold
-		{"A:b\r\n  c\r\n", "A:b c\r\n"},             // only the first space goes
+		{"A:b\r\n  c\r\n", "A:b c\r\n"},               // only the first space goes
 		{"A:b\r\nB:c\r\n", "A:b\r\nB:c\r\n"},
 	} {
 		if got := string(Unfold([]byte(tc.in))); got != tc.want {
