@@ -391,3 +391,80 @@ func (s *Store) LookupUID(user, cal, uid string) (string, error) {
 	}
 	return name, nil
 }
+
+// refusal carries a refusal out of a write whose earlier steps already
+// wrote: returned as err, it aborts the transaction so nothing is kept.
+type refusal struct{ err error }
+
+func (r refusal) Error() string { return r.err.Error() }
+
+// MoveObject moves object name of calendar user/from to calendar user/to
+// as newName; with keep it copies instead. cond applies to the
+// destination (IfNoneMatch: it must not exist). In one transaction it
+// deletes the source (a tombstone in from's change log, unless keep) and
+// writes the destination (a put in to's change log), so a crash leaves
+// either both calendars as they were or the move complete.
+//
+// It returns the destination's metadata and created=true if the
+// destination did not exist. Errors: ErrNotFound if a calendar or the
+// source does not exist; ErrPrecondition if cond fails;
+// *UIDConflictError if the destination calendar already holds the UID
+// under another name; ErrInvalid for a bad name.
+func (s *Store) MoveObject(user, from, name, to, newName string, keep bool, cond PutConditions) (Object, bool, error) {
+	if err := validName(newName); err != nil {
+		return Object{}, false, err
+	}
+	var (
+		out     Object
+		created bool
+	)
+	refused, err := s.write(func(tx *bbolt.Tx) (refused, err error) {
+		out, created = Object{}, false // reset: this may run more than once
+		objs, err := objectsBucket(tx, user, from)
+		if errors.Is(err, ErrNotFound) {
+			return err, nil
+		} else if err != nil {
+			return nil, err
+		}
+		var v []byte
+		if objs != nil {
+			v = objs.Get([]byte(name))
+		}
+		if v == nil {
+			return fmt.Errorf("%w: object %s/%s/%s", ErrNotFound, user, from, name), nil
+		}
+		src, err := decodeObject(name, v, true)
+		if err != nil {
+			return nil, err
+		}
+		if !keep {
+			if from == to && name == newName {
+				return fmt.Errorf("%w: source and destination are the same", ErrInvalid), nil
+			}
+			if r, err := s.deleteObject(tx, user, from, name, ""); r != nil || err != nil {
+				return r, err
+			}
+		}
+		src.Name = newName
+		var r error
+		out, created, r, err = s.putObject(tx, user, to, src, cond)
+		switch {
+		case err != nil:
+			return nil, err
+		case r != nil && !keep:
+			return nil, refusal{r} // roll back the delete above
+		}
+		return r, nil
+	})
+	var rf refusal
+	if errors.As(err, &rf) {
+		return Object{}, false, rf.err
+	}
+	if err != nil {
+		return Object{}, false, wrap(err, "move object %s/%s/%s", user, from, name)
+	}
+	if refused != nil {
+		return Object{}, false, refused
+	}
+	return out, created, nil
+}

@@ -155,6 +155,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 		err = h.put(w, req)
 	case http.MethodDelete:
 		err = h.delete(w, req)
+	case "MOVE":
+		err = h.moveCopy(w, req, false)
+	case "COPY":
+		err = h.moveCopy(w, req, true)
 	default:
 		err = errf(http.StatusMethodNotAllowed, "method %s is not supported here", r.Method)
 	}

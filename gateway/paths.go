@@ -142,7 +142,7 @@ func allowFor(t target) string {
 	case kindCalendar:
 		return "OPTIONS, GET, HEAD, DELETE, PROPFIND, PROPPATCH, REPORT"
 	case kindObject:
-		return "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, REPORT"
+		return "OPTIONS, GET, HEAD, PUT, DELETE, MOVE, COPY, PROPFIND, PROPPATCH, REPORT"
 	}
 	return "OPTIONS"
 }
