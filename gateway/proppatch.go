@@ -26,30 +26,19 @@ type propOp struct {
 
 func (u *propertyUpdate) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
 	u.root = start.Name
-	for {
-		tok, err := d.Token()
-		if err != nil {
+	return eachChild(d, func(t xml.StartElement) error {
+		if t.Name != dav("set") && t.Name != dav("remove") {
+			return d.Skip()
+		}
+		var inner struct {
+			Prop propList `xml:"DAV: prop"`
+		}
+		if err := d.DecodeElement(&inner, &t); err != nil {
 			return err
 		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if t.Name != dav("set") && t.Name != dav("remove") {
-				if err := d.Skip(); err != nil {
-					return err
-				}
-				continue
-			}
-			var inner struct {
-				Prop propList `xml:"DAV: prop"`
-			}
-			if err := d.DecodeElement(&inner, &t); err != nil {
-				return err
-			}
-			u.ops = append(u.ops, propOp{remove: t.Name == dav("remove"), props: inner.Prop})
-		case xml.EndElement:
-			return nil
-		}
-	}
+		u.ops = append(u.ops, propOp{remove: t.Name == dav("remove"), props: inner.Prop})
+		return nil
+	})
 }
 
 // writable are the live properties a client may set on a calendar.

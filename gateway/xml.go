@@ -150,6 +150,16 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 type nameList []xml.Name
 
 func (l *nameList) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
+	return eachChild(d, func(t xml.StartElement) error {
+		*l = append(*l, t.Name)
+		return d.Skip()
+	})
+}
+
+// eachChild calls fn for each child element of the element whose start
+// was just read, up to its end. fn must consume the child (d.Skip or
+// DecodeElement).
+func eachChild(d *xml.Decoder, fn func(xml.StartElement) error) error {
 	for {
 		tok, err := d.Token()
 		if err != nil {
@@ -157,8 +167,7 @@ func (l *nameList) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
-			*l = append(*l, t.Name)
-			if err := d.Skip(); err != nil {
+			if err := fn(t); err != nil {
 				return err
 			}
 		case xml.EndElement:
@@ -180,22 +189,11 @@ type rawProp struct {
 type propList []rawProp
 
 func (l *propList) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return err
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			p, err := captureElement(d, t)
-			if err != nil {
-				return err
-			}
-			*l = append(*l, p)
-		case xml.EndElement:
-			return nil
-		}
-	}
+	return eachChild(d, func(t xml.StartElement) error {
+		p, err := captureElement(d, t)
+		*l = append(*l, p)
+		return err
+	})
 }
 
 // captureElement re-encodes the element that starts with start (whose
