@@ -20,7 +20,9 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	testHash = string(h)
-	os.Exit(m.Run())
+	code := m.Run()
+	removeCalgateBinary() // built by the end-to-end tests (interop_test.go)
+	os.Exit(code)
 }
 
 // parseAndValidate runs the same steps as serve and check-config.
