@@ -106,7 +106,9 @@ func checkXML(body []byte) error {
 func (h *Handler) readXML(w http.ResponseWriter, r *http.Request, v any) (bool, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt := strings.ToLower(strings.TrimSpace(strings.SplitN(ct, ";", 2)[0]))
-		if mt != "application/xml" && mt != "text/xml" {
+		// curl -d sends application/x-www-form-urlencoded; accept it as
+		// most DAV servers do, and refuse types that are clearly not XML.
+		if mt != "application/xml" && mt != "text/xml" && mt != "application/x-www-form-urlencoded" {
 			return false, errf(http.StatusUnsupportedMediaType, "request body must be application/xml, not %q", mt)
 		}
 	}
