@@ -211,11 +211,11 @@ func (h *Handler) matchObject(q *compiledFilter, o *cache.Object) (bool, error) 
 	if err != nil {
 		return false, err
 	}
-	return h.matchCompBody(cal.Component, q.top)
+	return matchCompBody(h.zones.For(cal.Component), cal.Component, q.top)
 }
 
 // matchCompFilter applies a comp-filter to the children of parent.
-func (h *Handler) matchCompFilter(parent *goical.Component, f *compFilter) (bool, error) {
+func matchCompFilter(tz *ical.TZ, parent *goical.Component, f *compFilter) (bool, error) {
 	var matched []*goical.Component
 	for _, c := range parent.Children {
 		if strings.EqualFold(c.Name, f.Name) {
@@ -226,7 +226,7 @@ func (h *Handler) matchCompFilter(parent *goical.Component, f *compFilter) (bool
 		return len(matched) == 0, nil
 	}
 	for _, c := range matched {
-		ok, err := h.matchCompBody(c, f)
+		ok, err := matchCompBody(tz, c, f)
 		if err != nil {
 			return false, err
 		}
@@ -238,21 +238,21 @@ func (h *Handler) matchCompFilter(parent *goical.Component, f *compFilter) (bool
 }
 
 // matchCompBody applies the tests of f to component c itself.
-func (h *Handler) matchCompBody(c *goical.Component, f *compFilter) (bool, error) {
+func matchCompBody(tz *ical.TZ, c *goical.Component, f *compFilter) (bool, error) {
 	if f.TimeRange != nil {
-		ok, err := h.zones.MatchTimeRange(c, f.start, f.end)
+		ok, err := tz.MatchTimeRange(c, f.start, f.end)
 		if err != nil || !ok {
 			return false, err
 		}
 	}
 	for i := range f.Props {
-		ok, err := h.matchProp(c, &f.Props[i])
+		ok, err := matchProp(tz, c, &f.Props[i])
 		if err != nil || !ok {
 			return false, err
 		}
 	}
 	for i := range f.Comps {
-		ok, err := h.matchCompFilter(c, &f.Comps[i])
+		ok, err := matchCompFilter(tz, c, &f.Comps[i])
 		if err != nil || !ok {
 			return false, err
 		}
@@ -260,7 +260,7 @@ func (h *Handler) matchCompBody(c *goical.Component, f *compFilter) (bool, error
 	return true, nil
 }
 
-func (h *Handler) matchProp(c *goical.Component, f *propFilter) (bool, error) {
+func matchProp(tz *ical.TZ, c *goical.Component, f *propFilter) (bool, error) {
 	props := c.Props.Values(f.Name)
 	if f.IsNotDefined != nil {
 		return len(props) == 0, nil
@@ -268,7 +268,7 @@ func (h *Handler) matchProp(c *goical.Component, f *propFilter) (bool, error) {
 	for i := range props {
 		p := &props[i]
 		if f.TimeRange != nil {
-			t, _, err := h.zones.ParseTime(p)
+			t, _, err := tz.ParseTime(p)
 			if err != nil {
 				if errors.Is(err, ical.ErrInvalidData) {
 					continue

@@ -25,6 +25,7 @@ type Info struct {
 // duration that cannot be read).
 func (z *Zones) Inspect(cal *goical.Calendar) (Info, error) {
 	var info Info
+	tz := z.For(cal.Component)
 	// RFC 4791 §4.1 forbids METHOD in stored objects. PUBLISH is harmless
 	// and in nearly every exported file, so it is accepted; any other
 	// method makes the body an iTIP scheduling message, not an event.
@@ -56,10 +57,10 @@ func (z *Zones) Inspect(cal *goical.Calendar) (Info, error) {
 			if masters > 1 {
 				return info, fmt.Errorf("%w: two %s components with UID %q and no RECURRENCE-ID", ErrInvalidObject, c.Name, info.UID)
 			}
-		} else if _, _, err := z.ParseTime(c.Props.Get(goical.PropRecurrenceID)); err != nil {
+		} else if _, _, err := tz.ParseTime(c.Props.Get(goical.PropRecurrenceID)); err != nil {
 			return info, err
 		}
-		s, e, rec, warns, err := z.span(c)
+		s, e, rec, warns, err := tz.span(c)
 		if err != nil {
 			return info, err
 		}
@@ -103,14 +104,14 @@ type dates struct {
 	warnings                            []string
 }
 
-func (z *Zones) dates(c *goical.Component) (dates, error) {
+func (tz *TZ) dates(c *goical.Component) (dates, error) {
 	var d dates
 	get := func(name string) (*Time, error) {
 		p := c.Props.Get(name)
 		if p == nil {
 			return nil, nil
 		}
-		t, w, err := z.ParseTime(p)
+		t, w, err := tz.ParseTime(p)
 		if err != nil {
 			return nil, err
 		}
@@ -146,8 +147,8 @@ func (z *Zones) dates(c *goical.Component) (dates, error) {
 }
 
 // span returns conservative bounds of every time c can match.
-func (z *Zones) span(c *goical.Component) (start, end time.Time, recurring bool, warnings []string, err error) {
-	d, err := z.dates(c)
+func (tz *TZ) span(c *goical.Component) (start, end time.Time, recurring bool, warnings []string, err error) {
+	d, err := tz.dates(c)
 	if err != nil {
 		return start, end, false, nil, err
 	}

@@ -20,15 +20,48 @@ type Time struct {
 	Floating bool // no TZID and no trailing Z, or a TZID that did not resolve
 }
 
-// Zones resolves TZID parameters to locations, remembering each answer.
-// The zero value is ready to use and resolves IANA names. It is safe for
-// concurrent use.
+// Zones is calgate's shared time-zone knowledge: it resolves TZIDs to
+// locations and remembers each answer. The zero value is ready to use. It
+// is safe for concurrent use.
 type Zones struct {
 	cache sync.Map // string -> *time.Location (nil for unknown)
 }
 
+// For returns the resolver for one calendar object: cal is its VCALENDAR
+// component (nil for none), whose VTIMEZONEs are the last resort for
+// TZIDs that calgate does not know by name.
+func (z *Zones) For(cal *goical.Component) *TZ {
+	tz := &TZ{z: z}
+	if cal != nil {
+		for _, c := range cal.Children {
+			if c.Name != goical.CompTimezone {
+				continue
+			}
+			if p := c.Props.Get(goical.PropTimezoneID); p != nil {
+				if tz.own == nil {
+					tz.own = make(map[string]*goical.Component)
+				}
+				tz.own[p.Value] = c
+			}
+		}
+	}
+	return tz
+}
+
+// TZ resolves the TZIDs of one calendar object. It is not safe for
+// concurrent use; make one per object with Zones.For.
+type TZ struct {
+	z   *Zones
+	own map[string]*goical.Component // the object's VTIMEZONEs by TZID
+}
+
 // Location resolves tzid, reporting whether it is known.
-func (z *Zones) Location(tzid string) (*time.Location, bool) {
+func (tz *TZ) Location(tzid string) (*time.Location, bool) {
+	return tz.z.iana(tzid)
+}
+
+// iana resolves an IANA name, remembering the answer.
+func (z *Zones) iana(tzid string) (*time.Location, bool) {
 	tzid = strings.TrimSpace(strings.Trim(tzid, `"`))
 	if v, ok := z.cache.Load(tzid); ok {
 		loc, _ := v.(*time.Location)
@@ -46,9 +79,16 @@ func (z *Zones) Location(tzid string) (*time.Location, bool) {
 
 // ParseTime parses the value of a date or date-time property such as
 // DTSTART. A TZID that cannot be resolved gives a floating time and a
-// non-empty warning; a value that cannot be parsed is an error.
-func (z *Zones) ParseTime(prop *goical.Prop) (t Time, warning string, err error) {
-	v := strings.TrimSpace(prop.Value)
+// non-empty warning; a value that cannot be parsed is an error wrapping
+// ErrInvalidData.
+func (tz *TZ) ParseTime(prop *goical.Prop) (t Time, warning string, err error) {
+	return tz.parseValue(prop, prop.Value)
+}
+
+// parseValue parses one date or date-time value v of prop (prop gives the
+// VALUE and TZID parameters). A PERIOD's start is read.
+func (tz *TZ) parseValue(prop *goical.Prop, v string) (t Time, warning string, err error) {
+	v = strings.TrimSpace(v)
 	if i := strings.IndexByte(v, '/'); i >= 0 { // PERIOD: start/end or start/duration
 		v = v[:i]
 	}
@@ -57,19 +97,19 @@ func (z *Zones) ParseTime(prop *goical.Prop) (t Time, warning string, err error)
 	case isDate:
 		d, err := time.Parse("20060102", v)
 		if err != nil || len(v) != 8 {
-			return Time{}, "", fmt.Errorf("%w: %s: bad DATE %q", ErrInvalidData, prop.Name, prop.Value)
+			return Time{}, "", fmt.Errorf("%w: %s: bad DATE %q", ErrInvalidData, prop.Name, v)
 		}
 		return Time{Time: d, Date: true, Floating: true}, "", nil
 	case len(v) == 16 && (v[15] == 'Z' || v[15] == 'z'):
 		d, err := time.Parse("20060102T150405", v[:15])
 		if err != nil {
-			return Time{}, "", fmt.Errorf("%w: %s: bad DATE-TIME %q", ErrInvalidData, prop.Name, prop.Value)
+			return Time{}, "", fmt.Errorf("%w: %s: bad DATE-TIME %q", ErrInvalidData, prop.Name, v)
 		}
 		return Time{Time: d}, "", nil
 	case len(v) == 15:
 		loc, floating := time.UTC, true
 		if tzid := prop.Params.Get(goical.PropTimezoneID); tzid != "" {
-			if l, ok := z.Location(tzid); ok {
+			if l, ok := tz.Location(tzid); ok {
 				loc, floating = l, false
 			} else {
 				warning = fmt.Sprintf("unknown TZID %q: treated as floating time", tzid)
@@ -77,11 +117,11 @@ func (z *Zones) ParseTime(prop *goical.Prop) (t Time, warning string, err error)
 		}
 		d, err := time.ParseInLocation("20060102T150405", v, loc)
 		if err != nil {
-			return Time{}, "", fmt.Errorf("%w: %s: bad DATE-TIME %q", ErrInvalidData, prop.Name, prop.Value)
+			return Time{}, "", fmt.Errorf("%w: %s: bad DATE-TIME %q", ErrInvalidData, prop.Name, v)
 		}
 		return Time{Time: d, Floating: floating}, warning, nil
 	}
-	return Time{}, "", fmt.Errorf("%w: %s: bad date or date-time %q", ErrInvalidData, prop.Name, prop.Value)
+	return Time{}, "", fmt.Errorf("%w: %s: bad date or date-time %q", ErrInvalidData, prop.Name, v)
 }
 
 // ParseDuration parses a DURATION value (RFC 5545 §3.3.6), rejecting

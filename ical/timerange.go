@@ -12,8 +12,8 @@ import (
 //
 // Recurring components are matched on their conservative span (first start,
 // unbounded end) until instances are expanded.
-func (z *Zones) MatchTimeRange(c *goical.Component, start, end time.Time) (bool, error) {
-	d, err := z.dates(c)
+func (tz *TZ) MatchTimeRange(c *goical.Component, start, end time.Time) (bool, error) {
+	d, err := tz.dates(c)
 	if err != nil {
 		return false, err
 	}
@@ -25,7 +25,7 @@ func (z *Zones) MatchTimeRange(c *goical.Component, start, end time.Time) (bool,
 	endGE := func(t time.Time) bool { return end.IsZero() || !end.Before(t) }
 
 	if c.Props.Get(goical.PropRecurrenceRule) != nil || c.Props.Get(goical.PropRecurrenceDates) != nil {
-		s, _, _, _, err := z.span(c)
+		s, _, _, _, err := tz.span(c)
 		if err != nil {
 			return false, err
 		}
