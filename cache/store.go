@@ -60,6 +60,8 @@ type Store struct {
 	maxChanges uint64
 
 	writers atomic.Int32 // object writes in flight; see write
+
+	spans spanIndexes // time-span index per calendar; see Candidates
 }
 
 // Open opens the store file at path, creating it if it does not exist.
