@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goical "github.com/emersion/go-ical"
@@ -23,13 +24,25 @@ type Time struct {
 // Zones is calgate's shared time-zone knowledge: it resolves TZIDs to
 // locations and remembers each answer. The zero value is ready to use. It
 // is safe for concurrent use.
+//
+// A TZID is resolved, in this order (DESIGN.md §1), as: an IANA name (any
+// case); an IANA name or Windows id behind a vendor prefix
+// ("/mozilla.org/20050126_1/Europe/Berlin", "tzone://Microsoft/...");
+// a Windows id through CLDR's windowsZones ("W. Europe Standard Time");
+// the object's own VTIMEZONE; an Outlook or Windows display name
+// ("(UTC-05:00) Eastern Time (US & Canada)"). A display name is a label,
+// not an id, so the object's VTIMEZONE of that TZID goes before it.
 type Zones struct {
-	cache sync.Map // string -> *time.Location (nil for unknown)
+	names  sync.Map     // normalised TZID -> zoneEntry (loc nil for unknown)
+	nnames atomic.Int64 // entries in names, at most maxCached
+	vtz    sync.Map     // vtzKey -> *time.Location (nil: cannot be evaluated)
+	nvtz   atomic.Int64 // entries in vtz, at most maxCached
 }
 
 // For returns the resolver for one calendar object: cal is its VCALENDAR
-// component (nil for none), whose VTIMEZONEs are the last resort for
-// TZIDs that calgate does not know by name.
+// component (nil for none), whose VTIMEZONEs are used for TZIDs that
+// calgate does not know by an exact name. Of two VTIMEZONEs with the same
+// TZID, the first counts.
 func (z *Zones) For(cal *goical.Component) *TZ {
 	tz := &TZ{z: z}
 	if cal != nil {
@@ -37,44 +50,55 @@ func (z *Zones) For(cal *goical.Component) *TZ {
 			if c.Name != goical.CompTimezone {
 				continue
 			}
-			if p := c.Props.Get(goical.PropTimezoneID); p != nil {
+			p := c.Props.Get(goical.PropTimezoneID)
+			if p == nil {
+				continue
+			}
+			// TZID is TEXT: "\," in the property is "," in a TZID
+			// parameter. Keep the raw form too for sloppy producers.
+			for _, name := range []string{normTZID(unescapeText(p.Value)), normTZID(p.Value)} {
+				if name == "" {
+					continue
+				}
 				if tz.own == nil {
 					tz.own = make(map[string]*goical.Component)
 				}
-				tz.own[p.Value] = c
+				if _, dup := tz.own[name]; !dup {
+					tz.own[name] = c
+				}
 			}
 		}
 	}
 	return tz
 }
 
-// TZ resolves the TZIDs of one calendar object. It is not safe for
-// concurrent use; make one per object with Zones.For.
+// TZ resolves the TZIDs of one calendar object; make one per object with
+// Zones.For. Location and ParseTime are safe for concurrent use.
 type TZ struct {
 	z   *Zones
-	own map[string]*goical.Component // the object's VTIMEZONEs by TZID
+	own map[string]*goical.Component // the object's VTIMEZONEs by normalised TZID; read only
+
+	mu   sync.Mutex                // protects locs
+	locs map[string]*time.Location // own VTIMEZONEs evaluated (nil: cannot be)
 }
 
-// Location resolves tzid, reporting whether it is known.
+// Location resolves tzid, reporting whether it is known. Surrounding white
+// space and quotes are ignored. See Zones for the order of resolution.
 func (tz *TZ) Location(tzid string) (*time.Location, bool) {
-	return tz.z.iana(tzid)
-}
-
-// iana resolves an IANA name, remembering the answer.
-func (z *Zones) iana(tzid string) (*time.Location, bool) {
-	tzid = strings.TrimSpace(strings.Trim(tzid, `"`))
-	if v, ok := z.cache.Load(tzid); ok {
-		loc, _ := v.(*time.Location)
-		return loc, loc != nil
+	name := normTZID(tzid)
+	if name == "" {
+		return nil, false
 	}
-	var loc *time.Location
-	if tzid != "" && !strings.EqualFold(tzid, "local") {
-		if l, err := time.LoadLocation(tzid); err == nil {
-			loc = l
+	e := tz.z.lookup(name)
+	if e.loc != nil && !e.fuzzy {
+		return e.loc, true
+	}
+	if c := tz.ownComponent(name); c != nil {
+		if loc := tz.ownLocation(name, c); loc != nil {
+			return loc, true
 		}
 	}
-	z.cache.Store(tzid, loc)
-	return loc, loc != nil
+	return e.loc, e.loc != nil
 }
 
 // ParseTime parses the value of a date or date-time property such as
@@ -107,19 +131,19 @@ func (tz *TZ) parseValue(prop *goical.Prop, v string) (t Time, warning string, e
 		}
 		return Time{Time: d}, "", nil
 	case len(v) == 15:
-		loc, floating := time.UTC, true
-		if tzid := prop.Params.Get(goical.PropTimezoneID); tzid != "" {
-			if l, ok := tz.Location(tzid); ok {
-				loc, floating = l, false
-			} else {
-				warning = fmt.Sprintf("unknown TZID %q: treated as floating time", tzid)
-			}
-		}
-		d, err := time.ParseInLocation("20060102T150405", v, loc)
+		d, err := time.Parse("20060102T150405", v)
 		if err != nil {
 			return Time{}, "", fmt.Errorf("%w: %s: bad DATE-TIME %q", ErrInvalidData, prop.Name, v)
 		}
-		return Time{Time: d, Floating: floating}, warning, nil
+		if tzid := prop.Params.Get(goical.ParamTimezoneID); tzid != "" {
+			if loc, ok := tz.Location(tzid); ok {
+				y, mo, day := d.Date()
+				h, mi, sec := d.Clock()
+				return Time{Time: wallToUTC(y, mo, day, h, mi, sec, loc)}, "", nil
+			}
+			warning = fmt.Sprintf("unknown TZID %q: treated as floating time", tzid)
+		}
+		return Time{Time: d, Floating: true}, warning, nil
 	}
 	return Time{}, "", fmt.Errorf("%w: %s: bad date or date-time %q", ErrInvalidData, prop.Name, v)
 }
