@@ -24,19 +24,7 @@ func SplitRaw(data []byte) []RawComponent {
 		depth int
 	)
 	for len(data) > 0 {
-		// One logical line: a physical line plus its continuations.
-		end := 0
-		for {
-			i := bytes.IndexByte(data[end:], '\n')
-			if i < 0 {
-				end = len(data)
-				break
-			}
-			end += i + 1
-			if end >= len(data) || (data[end] != ' ' && data[end] != '\t') {
-				break
-			}
-		}
+		end := logicalLineEnd(data)
 		line := data[:end]
 		data = data[end:]
 		name, value := lineNameValue(line)
@@ -121,4 +109,35 @@ func FoldLine(b []byte, line string) []byte {
 func EscapeText(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, ";", `\;`, ",", `\,`, "\r\n", `\n`, "\n", `\n`)
 	return r.Replace(s)
+}
+
+// FilterComponents returns data with only the top-level components of
+// its VCALENDAR for which keep(i, name) is true, i counting them in
+// document order from 0 (the order of the parsed calendar's Children).
+// The VCALENDAR's own lines and every kept component are the original
+// bytes (line ends normalised to CRLF).
+func FilterComponents(data []byte, keep func(i int, name string) bool) []byte {
+	data = bytes.TrimPrefix(data, bom)
+	out := make([]byte, 0, len(data))
+	depth, i, keeping := 0, -1, true
+	for len(data) > 0 {
+		end := logicalLineEnd(data)
+		line := data[:end]
+		data = data[end:]
+		name, value := lineNameValue(line)
+		if name == "BEGIN" {
+			depth++
+			if depth == 2 {
+				i++
+				keeping = keep(i, strings.ToUpper(value))
+			}
+		}
+		if depth <= 1 || keeping {
+			out = appendCRLF(out, line)
+		}
+		if name == "END" && depth > 0 {
+			depth--
+		}
+	}
+	return out
 }
