@@ -193,6 +193,18 @@ func (q *compiledFilter) candidate(o cache.Object) bool {
 	return true
 }
 
+// rangeHint returns the component and time range of the first
+// top-level comp-filter with a time-range: every match lies in it.
+func (q *compiledFilter) rangeHint() (comp string, start, end time.Time, ok bool) {
+	for i := range q.top.Comps {
+		c := &q.top.Comps[i]
+		if c.IsNotDefined == nil && c.TimeRange != nil {
+			return c.Name, c.start, c.end, true
+		}
+	}
+	return "", time.Time{}, time.Time{}, false
+}
+
 // spanOverlaps compares a stored span with a query range, inclusively
 // (zero values are unbounded).
 func spanOverlaps(spanStart, spanEnd, start, end time.Time) bool {
@@ -211,7 +223,56 @@ func (h *Handler) matchObject(q *compiledFilter, o *cache.Object) (bool, error) 
 	if err != nil {
 		return false, err
 	}
-	return matchCompBody(h.zones.For(cal.Component), cal.Component, q.top)
+	tz := h.zones.For(cal.Component)
+	f := q.top
+	for _, p := range f.Props {
+		if ok, err := matchProp(tz, cal.Component, &p); err != nil || !ok {
+			return false, err
+		}
+	}
+	for i := range f.Comps {
+		if ok, err := matchObjectComps(tz, cal.Component, &f.Comps[i]); err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// matchObjectComps applies a comp-filter to the components of an object
+// (the children of its VCALENDAR). A time-range is matched against the
+// instances of the whole recurrence set (master and overrides together,
+// RFC 4791 §9.9); the other tests must hold for one of the components.
+func matchObjectComps(tz *ical.TZ, cal *goical.Component, f *compFilter) (bool, error) {
+	var matched []*goical.Component
+	for _, c := range cal.Children {
+		if strings.EqualFold(c.Name, f.Name) {
+			matched = append(matched, c)
+		}
+	}
+	if f.IsNotDefined != nil {
+		return len(matched) == 0, nil
+	}
+	if len(matched) == 0 {
+		return false, nil
+	}
+	if f.TimeRange != nil {
+		ok, err := tz.MatchInstances(matched, f.start, f.end)
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	rest := *f
+	rest.TimeRange = nil
+	for _, c := range matched {
+		ok, err := matchCompBody(tz, c, &rest)
+		if err != nil {
+			return false, err
+		}
+		if ok {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // matchCompFilter applies a comp-filter to the children of parent.

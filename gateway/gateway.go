@@ -55,6 +55,8 @@ type Handler struct {
 	auth     *authenticator
 	zones    *ical.Zones
 	onChange func(user, calendar string)
+	// maxInstances caps the instances one object expands to in a request.
+	maxInstances int
 }
 
 // New returns a Handler for opts.
@@ -88,6 +90,8 @@ func New(opts Options) (*Handler, error) {
 		auth:     newAuthenticator(opts.Users, opts.AuthCacheTTL),
 		zones:    new(ical.Zones),
 		onChange: opts.OnChange,
+
+		maxInstances: ical.DefaultMaxInstances,
 	}, nil
 }
 

@@ -63,7 +63,7 @@ func TestDiscovery(t *testing.T) {
 		}
 	}
 	slices.Sort(reports)
-	if !slices.Equal(reports, []string{"calendar-multiget", "calendar-query", "sync-collection"}) {
+	if !slices.Equal(reports, []string{"calendar-multiget", "calendar-query", "free-busy-query", "sync-collection"}) {
 		t.Errorf("supported reports = %v", reports)
 	}
 }

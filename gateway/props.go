@@ -120,7 +120,7 @@ var liveProps = map[xml.Name]propDef{
 		var reports []string
 		switch res.kind {
 		case kindCalendar:
-			reports = []string{"<c:calendar-query/>", "<c:calendar-multiget/>", "<d:sync-collection/>"}
+			reports = []string{"<c:calendar-query/>", "<c:calendar-multiget/>", "<c:free-busy-query/>", "<d:sync-collection/>"}
 		case kindObject:
 			reports = []string{"<c:calendar-query/>", "<c:calendar-multiget/>"}
 		}
@@ -186,6 +186,9 @@ var liveProps = map[xml.Name]propDef{
 	}},
 	caldav("supported-calendar-data"): {on: onCal, value: func(h *Handler, res *resource) (string, bool) {
 		return `<c:calendar-data content-type="text/calendar" version="2.0"/>`, true
+	}},
+	caldav("max-instances"): {on: onCal, value: func(h *Handler, res *resource) (string, bool) {
+		return fmt.Sprint(h.maxInstances), true
 	}},
 	caldav("max-resource-size"): {on: onCal, value: func(h *Handler, res *resource) (string, bool) {
 		return fmt.Sprint(h.maxSize), true

@@ -15,13 +15,14 @@ import (
 // sync-collection (RFC 6578 §3.2).
 type reportBody struct {
 	XMLName   xml.Name
-	Prop      *nameList `xml:"DAV: prop"`
-	AllProp   *struct{} `xml:"DAV: allprop"`
-	PropName  *struct{} `xml:"DAV: propname"`
-	Hrefs     []string  `xml:"DAV: href"`
-	Filter    *filter   `xml:"urn:ietf:params:xml:ns:caldav filter"`
-	SyncToken *string   `xml:"DAV: sync-token"`
-	SyncLevel string    `xml:"DAV: sync-level"`
+	Prop      *reportProps `xml:"DAV: prop"`
+	AllProp   *struct{}    `xml:"DAV: allprop"`
+	PropName  *struct{}    `xml:"DAV: propname"`
+	Hrefs     []string     `xml:"DAV: href"`
+	Filter    *filter      `xml:"urn:ietf:params:xml:ns:caldav filter"`
+	TimeRange *timeRangeEl `xml:"urn:ietf:params:xml:ns:caldav time-range"`
+	SyncToken *string      `xml:"DAV: sync-token"`
+	SyncLevel string       `xml:"DAV: sync-level"`
 	Limit     *struct {
 		NResults string `xml:"DAV: nresults"`
 	} `xml:"DAV: limit"`
@@ -31,7 +32,7 @@ type reportBody struct {
 func (b *reportBody) props() (names []xml.Name, allprop, propname bool) {
 	switch {
 	case b.Prop != nil:
-		return *b.Prop, false, false
+		return b.Prop.names, false, false
 	case b.PropName != nil:
 		return nil, false, true
 	}
@@ -47,7 +48,14 @@ func (h *Handler) report(w http.ResponseWriter, req *request) error {
 	if !has {
 		return errf(http.StatusBadRequest, "REPORT needs a request body")
 	}
+	if body.Prop != nil {
+		if err := body.Prop.calData.compile(); err != nil {
+			return err
+		}
+	}
 	switch body.XMLName {
+	case caldav("free-busy-query"):
+		return h.freeBusy(w, req, &body)
 	case caldav("calendar-multiget"):
 		return h.multiget(w, req, &body)
 	case caldav("calendar-query"):
@@ -109,6 +117,7 @@ func (h *Handler) multiget(w http.ResponseWriter, req *request, body *reportBody
 		if !wantsData(names) && !allprop {
 			res.obj.Data = nil
 		}
+		res.obj.Data = h.applyCalData(body.calData(), res.obj.Data)
 		ms.add(res.href, h.propsOf(res, names, allprop, propname))
 	}
 	ms.send(w, req.Request)
@@ -134,11 +143,23 @@ func (h *Handler) query(w http.ResponseWriter, req *request, body *reportBody) e
 		if err != nil {
 			return storeErr(err)
 		}
-		objs, err = h.store.SelectObjects(req.user, cal.ID, func(o cache.Object) bool {
-			return (req.t.kind == kindCalendar || o.Name == req.t.name) && q.candidate(o)
-		})
-		if err != nil {
-			return storeErr(err)
+		if comp, start, end, ok := q.rangeHint(); ok && req.t.kind == kindCalendar {
+			// The span index names the candidates; only those are read.
+			names, err := h.store.Candidates(req.user, cal.ID, comp, start, end)
+			if err != nil {
+				return storeErr(err)
+			}
+			objs, err = h.store.GetObjects(req.user, cal.ID, names)
+			if err != nil {
+				return storeErr(err)
+			}
+		} else {
+			objs, err = h.store.SelectObjects(req.user, cal.ID, func(o cache.Object) bool {
+				return (req.t.kind == kindCalendar || o.Name == req.t.name) && q.candidate(o)
+			})
+			if err != nil {
+				return storeErr(err)
+			}
 		}
 		if req.t.kind == kindObject && len(objs) == 0 {
 			if _, err := h.store.GetObject(req.user, cal.ID, req.t.name); err != nil {
@@ -162,6 +183,7 @@ func (h *Handler) query(w http.ResponseWriter, req *request, body *reportBody) e
 		if !wantsData(names) && !allprop {
 			o.Data = nil
 		}
+		o.Data = h.applyCalData(body.calData(), o.Data)
 		res := &resource{kind: kindObject, user: req.user, cal: &cal, obj: o, href: objectHref(req.user, cal.ID, o.Name)}
 		ms.add(res.href, h.propsOf(res, names, allprop, propname))
 	}
@@ -212,7 +234,7 @@ func (h *Handler) syncCollection(w http.ResponseWriter, req *request, body *repo
 			objs, truncated = objs[:limit], true
 			newRev = objs[len(objs)-1].Revision
 		}
-		if err := h.writeMembers(ms, req.user, &cal, objs, withData, names, allprop, propname); err != nil {
+		if err := h.writeMembers(ms, req.user, &cal, objs, withData, body.calData(), names, allprop, propname); err != nil {
 			return err
 		}
 	} else {
@@ -251,7 +273,7 @@ func (h *Handler) syncCollection(w http.ResponseWriter, req *request, body *repo
 				ms.addStatus(objectHref(req.user, cal.ID, c.Name), http.StatusNotFound)
 			}
 		}
-		if err := h.writeMembers(ms, req.user, &cal, objs, withData, names, allprop, propname); err != nil {
+		if err := h.writeMembers(ms, req.user, &cal, objs, withData, body.calData(), names, allprop, propname); err != nil {
 			return err
 		}
 	}
@@ -266,7 +288,7 @@ func (h *Handler) syncCollection(w http.ResponseWriter, req *request, body *repo
 	return nil
 }
 
-func (h *Handler) writeMembers(ms *multistatus, user string, cal *cache.Calendar, objs []cache.Object, withData bool, names []xml.Name, allprop, propname bool) error {
+func (h *Handler) writeMembers(ms *multistatus, user string, cal *cache.Calendar, objs []cache.Object, withData bool, cd *calDataReq, names []xml.Name, allprop, propname bool) error {
 	if withData && len(objs) > 0 && objs[0].Data == nil {
 		full, err := h.store.GetObjects(user, cal.ID, objectNames(objs))
 		if err != nil {
@@ -279,6 +301,7 @@ func (h *Handler) writeMembers(ms *multistatus, user string, cal *cache.Calendar
 		if !withData {
 			o.Data = nil
 		}
+		o.Data = h.applyCalData(cd, o.Data)
 		res := &resource{kind: kindObject, user: user, cal: cal, obj: o, href: objectHref(user, cal.ID, o.Name)}
 		ms.add(res.href, h.propsOf(res, names, allprop, propname))
 	}
@@ -318,4 +341,12 @@ func parseSyncToken(tok string) (epoch string, rev uint64, ok bool) {
 		return "", 0, false
 	}
 	return rest[:i], rev, true
+}
+
+// calData is the calendar-data request of the body, if any.
+func (b *reportBody) calData() *calDataReq {
+	if b.Prop == nil {
+		return nil
+	}
+	return b.Prop.calData
 }

@@ -70,7 +70,7 @@ func TestInspect(t *testing.T) {
 		{name: "recurring open end", data: wrap("BEGIN:VEVENT\r\nUID:a\r\nDTSTART:20240101T100000Z\r\nRRULE:FREQ=DAILY\r\nEND:VEVENT\r\n"),
 			uid: "a", start: "2024-01-01T10:00:00Z", end: ""},
 		{name: "override before master", data: wrap("BEGIN:VEVENT\r\nUID:a\r\nRECURRENCE-ID:20240102T100000Z\r\nDTSTART:20231231T100000Z\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:a\r\nDTSTART:20240101T100000Z\r\nRRULE:FREQ=DAILY;COUNT=3\r\nEND:VEVENT\r\n"),
-			uid: "a", start: "2023-12-31T10:00:00Z", end: ""},
+			uid: "a", start: "2023-12-31T10:00:00Z", end: "2024-01-03T10:00:00Z"}, // COUNT=3: the last instance ends Jan 3
 		{name: "unknown tzid", data: wrap("BEGIN:VEVENT\r\nUID:a\r\nDTSTART;TZID=Nowhere/Special:20240101T100000\r\nEND:VEVENT\r\n"),
 			uid: "a", start: "2023-12-31T20:00:00Z", end: "2024-01-02T00:00:00Z", warning: true},
 		{name: "todo without dates", data: wrap("BEGIN:VTODO\r\nUID:t\r\nEND:VTODO\r\n"), uid: "t"},

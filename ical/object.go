@@ -34,9 +34,11 @@ func (z *Zones) Inspect(cal *goical.Calendar) (Info, error) {
 	}
 	masters := 0
 	first := true
+	var comps []*goical.Component
+	floating := false
 	for _, c := range cal.Children {
-		if c.Name == goical.CompTimezone {
-			continue
+		if c.Name == goical.CompTimezone || strings.HasPrefix(strings.ToUpper(c.Name), "X-") {
+			continue // experimental components (RFC 5545 §3.6) are ignored
 		}
 		if info.Component == "" {
 			info.Component = c.Name
@@ -60,9 +62,17 @@ func (z *Zones) Inspect(cal *goical.Calendar) (Info, error) {
 		} else if _, _, err := tz.ParseTime(c.Props.Get(goical.PropRecurrenceID)); err != nil {
 			return info, err
 		}
+		comps = append(comps, c)
 		s, e, rec, warns, err := tz.span(c)
 		if err != nil {
 			return info, err
+		}
+		if rec {
+			if p := c.Props.Get(goical.PropDateTimeStart); p != nil {
+				if t, _, err := tz.ParseTime(p); err == nil && t.Floating {
+					floating = true
+				}
+			}
 		}
 		info.Warnings = appendNew(info.Warnings, warns...)
 		info.Recurring = info.Recurring || rec
@@ -81,7 +91,81 @@ func (z *Zones) Inspect(cal *goical.Calendar) (Info, error) {
 	if info.Component == "" {
 		return info, fmt.Errorf("%w: no VEVENT, VTODO or VJOURNAL in the VCALENDAR", ErrInvalidObject)
 	}
+	if info.Recurring {
+		s, e, warns := tz.recurrenceSpan(comps)
+		info.Warnings = appendNew(info.Warnings, warns...)
+		if floating {
+			if !s.IsZero() {
+				s = s.Add(-14 * time.Hour)
+			}
+			if !e.IsZero() {
+				e = e.Add(14 * time.Hour)
+			}
+		}
+		if !s.IsZero() && !info.Start.IsZero() && s.Before(info.Start) {
+			info.Start = s
+		}
+		if e.IsZero() {
+			info.End = time.Time{}
+		} else if !info.End.IsZero() && e.After(info.End) {
+			info.End = e
+		}
+	}
 	return info, nil
+}
+
+// Caps of the expansion behind Inspect's span of a recurring object: a
+// bigger or slower recurrence set is treated as unbounded.
+const (
+	spanMaxInstances = 10000
+	spanTimeout      = 250 * time.Millisecond
+)
+
+// recurrenceSpan bounds the instances of the components of one recurring
+// object (as for Expand). A zero end is unbounded: a rule without COUNT or
+// UNTIL, or an expansion stopped by its caps. The start is the earliest
+// instance start (RDATEs may precede DTSTART).
+func (tz *TZ) recurrenceSpan(comps []*goical.Component) (start, end time.Time, warnings []string) {
+	unbounded := false
+	for _, c := range comps {
+		if !isRecurringMaster(c) {
+			continue
+		}
+		d, err := tz.dates(c)
+		if err != nil || d.start == nil {
+			return time.Time{}, time.Time{}, nil
+		}
+		loc := d.start.Location()
+		if d.start.Date || d.start.Floating {
+			loc = time.UTC
+		}
+		for _, p := range c.Props.Values(goical.PropRecurrenceRule) {
+			r, err := parseRuleText(p.Value, *d.start, loc)
+			if err == nil && !r.bounded && checkRule(&r.opt) == nil {
+				unbounded = true
+			}
+		}
+	}
+	opts := ExpandOptions{MaxInstances: spanMaxInstances, MaxSteps: spanMaxInstances * 10, Timeout: spanTimeout}
+	if unbounded {
+		opts.MaxInstances = 1 // only the first start is needed
+	}
+	exp, err := tz.Expand(comps, opts)
+	if err != nil {
+		return time.Time{}, time.Time{}, nil
+	}
+	for _, in := range exp.Instances {
+		if start.IsZero() || in.Start.Before(start) {
+			start = in.Start
+		}
+		if in.End.After(end) {
+			end = in.End
+		}
+	}
+	if unbounded || exp.Truncated {
+		end = time.Time{}
+	}
+	return start, end, exp.Warnings
 }
 
 func appendNew(list []string, items ...string) []string {
@@ -146,7 +230,8 @@ func (tz *TZ) dates(c *goical.Component) (dates, error) {
 	return d, nil
 }
 
-// span returns conservative bounds of every time c can match.
+// span returns conservative bounds of every time c can match, reading c
+// as a one-off component; Inspect widens them for recurrence.
 func (tz *TZ) span(c *goical.Component) (start, end time.Time, recurring bool, warnings []string, err error) {
 	d, err := tz.dates(c)
 	if err != nil {
@@ -193,9 +278,6 @@ func (tz *TZ) span(c *goical.Component) (start, end time.Time, recurring bool, w
 		if t.After(end) {
 			end = t
 		}
-	}
-	if recurring {
-		end = time.Time{}
 	}
 	// Floating times may be evaluated in any zone: widen by the largest
 	// UTC offsets in use (-12h .. +14h).
