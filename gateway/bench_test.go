@@ -23,9 +23,13 @@ type benchEnv struct {
 	store *cache.Store
 }
 
-func newBenchEnv(b *testing.B) *benchEnv {
+func newBenchEnv(b *testing.B, opts ...cache.Options) *benchEnv {
 	b.Helper()
-	st, err := cache.Open(filepath.Join(b.TempDir(), "bench.db"), cache.Options{})
+	var o cache.Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	st, err := cache.Open(filepath.Join(b.TempDir(), "bench.db"), o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -168,4 +172,127 @@ func BenchmarkGetObject(b *testing.B) {
 		rec := e.serve(b, "GET", "/dav/calendars/alice/personal/42.ics", "", http.StatusOK)
 		io.Copy(io.Discard, rec.Body)
 	}
+}
+
+// mixedEvent is event i of a realistic calendar: 80% one-off over two
+// years, 15% weekly recurring without end, 5% recurring with an override
+// and an EXDATE; a third of them in a named time zone.
+func mixedEvent(i int) string {
+	start := time.Date(2024, 1, 1, 8, 0, 0, 0, time.UTC).Add(time.Duration(i%730)*24*time.Hour + time.Duration(i%9)*time.Hour)
+	dt := func(name string, t time.Time) string {
+		if i%3 == 0 {
+			return name + ";TZID=Europe/Berlin:" + t.Format("20060102T150405")
+		}
+		return name + ":" + t.Format("20060102T150405Z")
+	}
+	head := "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calgate//bench//EN\r\nBEGIN:VEVENT\r\n" +
+		fmt.Sprintf("UID:mixed-%d@calgate.test\r\nDTSTAMP:20240101T000000Z\r\n", i) +
+		dt("DTSTART", start) + "\r\n" + dt("DTEND", start.Add(time.Hour)) + "\r\n" +
+		fmt.Sprintf("SUMMARY:Event %d\r\nDESCRIPTION:%s\r\n", i, strings.Repeat("Notes. ", 100))
+	switch k := i % 100; {
+	case k < 80:
+		return head + "END:VEVENT\r\nEND:VCALENDAR\r\n"
+	case k < 95:
+		return head + "RRULE:FREQ=WEEKLY\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+	default:
+		moved := start.AddDate(0, 0, 14)
+		return head + "RRULE:FREQ=WEEKLY;COUNT=52\r\n" + dt("EXDATE", start.AddDate(0, 0, 7)) + "\r\nEND:VEVENT\r\n" +
+			"BEGIN:VEVENT\r\n" + fmt.Sprintf("UID:mixed-%d@calgate.test\r\nDTSTAMP:20240101T000000Z\r\n", i) +
+			dt("RECURRENCE-ID", moved) + "\r\n" + dt("DTSTART", moved.Add(2*time.Hour)) + "\r\n" + dt("DTEND", moved.Add(3*time.Hour)) + "\r\n" +
+			"SUMMARY:Moved\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+	}
+}
+
+// fillMixed loads n mixed events through the handler.
+func (e *benchEnv) fillMixed(b *testing.B, n int) {
+	b.Helper()
+	for i := range n {
+		e.serve(b, "PUT", fmt.Sprintf("/dav/calendars/alice/personal/m%d.ics", i), mixedEvent(i), http.StatusCreated, ct, icsType)
+	}
+}
+
+const mixedN = 10000
+
+// BenchmarkQueryMonth10k is a one-month time-range calendar-query with
+// calendar-data over 10,000 events, 20% of them recurring.
+func BenchmarkQueryMonth10k(b *testing.B) {
+	e := newBenchEnv(b, cache.Options{NoSync: true}) // NoSync only speeds up loading
+	e.fillMixed(b, mixedN)
+	body := `<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/><c:calendar-data/></d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT"><c:time-range start="20250301T000000Z" end="20250401T000000Z"/></c:comp-filter></c:comp-filter></c:filter></c:calendar-query>`
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		rec := e.serve(b, "REPORT", "/dav/calendars/alice/personal/", body, http.StatusMultiStatus, "Depth", "1")
+		n = strings.Count(rec.Body.String(), "<d:response>")
+	}
+	if want, _ := mixedExpected(mixedN, time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC), time.Date(2025, 4, 1, 0, 0, 0, 0, time.UTC)); n != want {
+		b.Fatalf("month query returned %d objects, want %d", n, want)
+	}
+	b.ReportMetric(float64(n), "objects/op")
+}
+
+// BenchmarkExpandWeek10k is a one-week calendar-query with expand over
+// the same calendar.
+func BenchmarkExpandWeek10k(b *testing.B) {
+	e := newBenchEnv(b, cache.Options{NoSync: true})
+	e.fillMixed(b, mixedN)
+	body := `<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/><c:calendar-data><c:expand start="20250303T000000Z" end="20250310T000000Z"/></c:calendar-data></d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT"><c:time-range start="20250303T000000Z" end="20250310T000000Z"/></c:comp-filter></c:comp-filter></c:filter></c:calendar-query>`
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		rec := e.serve(b, "REPORT", "/dav/calendars/alice/personal/", body, http.StatusMultiStatus, "Depth", "1")
+		n = strings.Count(rec.Body.String(), "RECURRENCE-ID:")
+	}
+	if _, want := mixedExpected(mixedN, time.Date(2025, 3, 3, 0, 0, 0, 0, time.UTC), time.Date(2025, 3, 10, 0, 0, 0, 0, time.UTC)); n != want {
+		b.Fatalf("expand returned %d instances, want %d", n, want)
+	}
+	b.ReportMetric(float64(n), "instances/op")
+}
+
+// mixedExpected counts, by plain week-stepping of the generator's own
+// rules (no recurrence library), the objects of the first n mixed events
+// that have an instance overlapping [from, to), and the instances of the
+// recurring ones among them (expand returns one-off objects as stored,
+// without RECURRENCE-ID).
+func mixedExpected(n int, from, to time.Time) (objects, instances int) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		panic(err)
+	}
+	for i := range n {
+		wall := time.Date(2024, 1, 1, 8, 0, 0, 0, time.UTC).Add(time.Duration(i%730)*24*time.Hour + time.Duration(i%9)*time.Hour)
+		at := func(w time.Time) time.Time {
+			if i%3 == 0 {
+				return time.Date(w.Year(), w.Month(), w.Day(), w.Hour(), 0, 0, 0, berlin)
+			}
+			return w
+		}
+		weeks := 1
+		switch k := i % 100; {
+		case k >= 95:
+			weeks = 52
+		case k >= 80:
+			weeks = 200 // no end: far past the window
+		}
+		count := 0
+		for w := range weeks {
+			start := at(wall.AddDate(0, 0, 7*w))
+			if weeks == 52 && w == 1 {
+				continue // EXDATE
+			}
+			if weeks == 52 && w == 2 {
+				start = at(wall.AddDate(0, 0, 14).Add(2 * time.Hour)) // override
+			}
+			if start.Before(to) && start.Add(time.Hour).After(from) {
+				count++
+			}
+		}
+		if count > 0 {
+			objects++
+			if weeks > 1 {
+				instances += count
+			}
+		}
+	}
+	return objects, instances
 }

@@ -286,6 +286,17 @@ func matchCompFilter(tz *ical.TZ, parent *goical.Component, f *compFilter) (bool
 	if f.IsNotDefined != nil {
 		return len(matched) == 0, nil
 	}
+	if f.TimeRange != nil && f.Name == goical.CompAlarm && len(matched) > 0 {
+		// An alarm's time is its trigger, relative to the instances of
+		// the component that holds it (RFC 4791 §9.9).
+		ok, err := tz.MatchAlarm([]*goical.Component{parent}, f.start, f.end)
+		if err != nil || !ok {
+			return false, err
+		}
+		rest := *f
+		rest.TimeRange = nil
+		f = &rest
+	}
 	for _, c := range matched {
 		ok, err := matchCompBody(tz, c, f)
 		if err != nil {

@@ -3,10 +3,12 @@ package gateway
 import (
 	"fmt"
 	"net/http"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 // queryNames runs a calendar-query with the given filter body and returns
@@ -162,5 +164,78 @@ func TestQueryTimeRange(t *testing.T) {
 	want := "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n" + vevent("a", "DTSTART:20240310T100000Z", "DTEND:20240310T110000Z") + "END:VCALENDAR\r\n"
 	if d := ms.prop("/dav/calendars/alice/personal/ev-inside.ics", nsCalDAV, "calendar-data"); d == nil || d.Text != want {
 		t.Fatalf("calendar-data in query: %v", fmt.Sprint(d))
+	}
+}
+
+func TestQueryAlarmAndRecurrence(t *testing.T) {
+	e := newEnv(t)
+	// A daily meeting with a 15-minute alarm, one moved instance and one
+	// excluded instance.
+	putRaw(t, e, "daily", vevent("daily", "DTSTART;TZID=Europe/Berlin:20240325T090000", "DURATION:PT1H", "RRULE:FREQ=DAILY;COUNT=10",
+		"EXDATE;TZID=Europe/Berlin:20240328T090000", "SUMMARY:Standup",
+		"BEGIN:VALARM", "ACTION:DISPLAY", "TRIGGER:-PT15M", "END:VALARM")+
+		vevent("daily", "RECURRENCE-ID;TZID=Europe/Berlin:20240327T090000", "DTSTART;TZID=Europe/Berlin:20240327T150000", "DURATION:PT1H", "SUMMARY:Moved"))
+	putRaw(t, e, "once", vevent("once", "DTSTART:20240401T120000Z", "DTEND:20240401T130000Z"))
+	rng := func(start, end string) string {
+		return `<c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT"><c:time-range start="` + start + `" end="` + end + `"/></c:comp-filter></c:comp-filter>`
+	}
+	for _, tc := range []struct {
+		name, filter string
+		want         []string
+	}{
+		// 2024-03-27 09:00 CET (08:00Z) was moved to 15:00 CET (14:00Z).
+		{"moved away", rng("20240327T073000Z", "20240327T093000Z"), nil},
+		{"moved to", rng("20240327T133000Z", "20240327T143000Z"), []string{"daily"}},
+		{"excluded", rng("20240328T073000Z", "20240328T093000Z"), nil},
+		// After the DST change on 2024-03-31 the instance is 07:00Z.
+		{"after DST", rng("20240402T065900Z", "20240402T070100Z"), []string{"daily"}},
+		{"after the last instance", rng("20240404T000000Z", "20240405T000000Z"), nil},
+		{"one-off", rng("20240401T000000Z", "20240402T000000Z"), []string{"daily", "once"}},
+		{"alarm", `<c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT"><c:comp-filter name="VALARM"><c:time-range start="20240326T074000Z" end="20240326T075000Z"/></c:comp-filter></c:comp-filter></c:comp-filter>`, []string{"daily"}},
+		{"no alarm", `<c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT"><c:comp-filter name="VALARM"><c:time-range start="20240326T080000Z" end="20240326T090000Z"/></c:comp-filter></c:comp-filter></c:comp-filter>`, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := queryNames(t, e, tc.filter); !slices.Equal(got, tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestPathologicalRuleOverHTTP stores rules that make recurrence
+// libraries hang and queries and expands them: every answer comes back
+// with at most the instance cap.
+func TestPathologicalRuleOverHTTP(t *testing.T) {
+	e := newEnv(t)
+	before := runtime.NumGoroutine()
+	rules := []string{
+		"FREQ=HOURLY;INTERVAL=2;BYHOUR=1",
+		"FREQ=SECONDLY",
+		"FREQ=MINUTELY;COUNT=1000000000",
+		"FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=31",
+		"FREQ=DAILY;BYSETPOS=400",
+	}
+	for i, r := range rules {
+		putRaw(t, e, fmt.Sprint("p", i), vevent(fmt.Sprint("p", i), "DTSTART:20240101T000000Z", "DURATION:PT1S", "RRULE:"+r))
+	}
+	body := cq + `<d:prop><c:calendar-data><c:expand start="20240101T000000Z" end="20250101T000000Z"/></c:calendar-data></d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT">` +
+		`<c:time-range start="20240101T000000Z" end="20250101T000000Z"/></c:comp-filter></c:comp-filter></c:filter></c:calendar-query>`
+	ms := decodeMS(t, e.do("alice", "REPORT", "/dav/calendars/alice/personal/", body, "Depth", "1", ct, xmlType))
+	for _, r := range ms.Responses {
+		d := ms.prop(r.Href, nsCalDAV, "calendar-data")
+		if d == nil {
+			continue
+		}
+		if n := strings.Count(d.Text, "BEGIN:VEVENT"); n > e.h.maxInstances {
+			t.Errorf("%s: %d instances, cap %d", r.Href, n, e.h.maxInstances)
+		}
+	}
+	e.srv.CloseClientConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before+2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before+2 {
+		t.Fatalf("%d goroutines left running (before: %d)", n, before)
 	}
 }
