@@ -351,7 +351,7 @@ func matchProp(tz *ical.TZ, c *goical.Component, f *propFilter) (bool, error) {
 				continue
 			}
 		}
-		if f.TextMatch != nil && !f.TextMatch.match(unescapeText(p.Value)) {
+		if f.TextMatch != nil && !f.TextMatch.match(ical.UnescapeText(p.Value)) {
 			continue
 		}
 		all := true
@@ -412,28 +412,6 @@ func asciiLower(s string) string {
 		}
 	}
 	return string(b)
-}
-
-// unescapeText undoes RFC 5545 §3.3.11 TEXT escaping.
-func unescapeText(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+1 < len(s) {
-			i++
-			switch s[i] {
-			case 'n', 'N':
-				b.WriteByte('\n')
-			default:
-				b.WriteByte(s[i])
-			}
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 func isTokenExpired(err error) bool { return errors.Is(err, cache.ErrTokenExpired) }

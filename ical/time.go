@@ -56,7 +56,7 @@ func (z *Zones) For(cal *goical.Component) *TZ {
 			}
 			// TZID is TEXT: "\," in the property is "," in a TZID
 			// parameter. Keep the raw form too for sloppy producers.
-			for _, name := range []string{normTZID(unescapeText(p.Value)), normTZID(p.Value)} {
+			for _, name := range []string{normTZID(UnescapeText(p.Value)), normTZID(p.Value)} {
 				if name == "" {
 					continue
 				}

@@ -174,15 +174,7 @@ func (tz *TZ) MatchInstances(comps []*goical.Component, start, end time.Time) (b
 	}
 	// Widen the window: VTODO rows include their end, and the exact test
 	// below decides.
-	const pad = 48 * time.Hour
-	opts := ExpandOptions{}
-	if !start.IsZero() {
-		opts.Start = start.Add(-pad)
-	}
-	if !end.IsZero() {
-		opts.End = end.Add(pad)
-	}
-	exp, err := tz.Expand(comps, opts)
+	exp, err := tz.Expand(comps, paddedWindow(start, end, 48*time.Hour))
 	if err != nil {
 		return false, err
 	}
@@ -284,15 +276,7 @@ func (tz *TZ) MatchAlarm(comps []*goical.Component, start, end time.Time) (bool,
 	if len(triggers) == 0 {
 		return false, nil
 	}
-	pad += time.Second
-	opts := ExpandOptions{}
-	if !start.IsZero() {
-		opts.Start = start.Add(-pad)
-	}
-	if !end.IsZero() {
-		opts.End = end.Add(pad)
-	}
-	exp, err := tz.Expand(comps, opts)
+	exp, err := tz.Expand(comps, paddedWindow(start, end, pad+time.Second))
 	if err != nil {
 		return false, err
 	}
@@ -310,4 +294,17 @@ func (tz *TZ) MatchAlarm(comps []*goical.Component, start, end time.Time) (bool,
 		}
 	}
 	return exp.Truncated, nil
+}
+
+// paddedWindow is the expansion window [start-pad, end+pad), keeping an
+// unbounded side unbounded.
+func paddedWindow(start, end time.Time, pad time.Duration) ExpandOptions {
+	var opts ExpandOptions
+	if !start.IsZero() {
+		opts.Start = start.Add(-pad)
+	}
+	if !end.IsZero() {
+		opts.End = end.Add(pad)
+	}
+	return opts
 }

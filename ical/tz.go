@@ -127,9 +127,9 @@ func (z *Zones) lookup(name string) zoneEntry {
 	return e
 }
 
-// unescapeText undoes the escapes of an iCalendar TEXT value (RFC 5545
+// UnescapeText undoes the escapes of an iCalendar TEXT value (RFC 5545
 // §3.3.11).
-func unescapeText(s string) string {
+func UnescapeText(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}

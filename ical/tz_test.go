@@ -255,7 +255,7 @@ func TestLoadVTimezoneMatchesIANA(t *testing.T) {
 func tzFixtureVTIMEZONE(t testing.TB, name, tzid string) *goical.Component {
 	t.Helper()
 	for _, c := range tzFixtureBlocks(t, name, goical.CompTimezone) {
-		if p := c.Props.Get(goical.PropTimezoneID); p != nil && unescapeText(p.Value) == tzid {
+		if p := c.Props.Get(goical.PropTimezoneID); p != nil && UnescapeText(p.Value) == tzid {
 			return c
 		}
 	}
