@@ -41,6 +41,10 @@ type calDataReq struct {
 	Limit   *timeRangeEl `xml:"urn:ietf:params:xml:ns:caldav limit-recurrence-set"`
 	LimitFB *timeRangeEl `xml:"urn:ietf:params:xml:ns:caldav limit-freebusy-set"`
 
+	// floating is the zone floating times are read in, set per calendar
+	// by the report before calendar-data is rendered (nil: UTC).
+	floating *time.Location
+
 	// Parsed by compile.
 	prune                  *ical.PruneSpec
 	expandStart, expandEnd time.Time
@@ -108,7 +112,7 @@ func (h *Handler) applyCalData(cd *calDataReq, data []byte) []byte {
 		return data
 	}
 	if cd.Expand != nil {
-		data = h.expandData(data, cd.expandStart, cd.expandEnd)
+		data = h.expandData(data, cd.expandStart, cd.expandEnd, cd.floating)
 	} else if cd.Limit != nil {
 		data = h.limitData(data, cd.limitStart, cd.limitEnd)
 	}
@@ -118,8 +122,9 @@ func (h *Handler) applyCalData(cd *calDataReq, data []byte) []byte {
 // expandData returns the instances of a recurring object that overlap
 // [start, end) as separate components (RFC 4791 §9.6.5): RRULE, RDATE and
 // EXDATE removed, overrides applied, times in UTC, each with a
-// RECURRENCE-ID. A non-recurring object is returned as stored.
-func (h *Handler) expandData(data []byte, start, end time.Time) []byte {
+// RECURRENCE-ID. A non-recurring object is returned as stored. Floating
+// times are read in floating (nil: UTC) and written in UTC.
+func (h *Handler) expandData(data []byte, start, end time.Time, floating *time.Location) []byte {
 	cal, err := ical.Parse(data)
 	if err != nil {
 		return data
@@ -138,10 +143,22 @@ func (h *Handler) expandData(data []byte, start, end time.Time) []byte {
 		return data
 	}
 	tz := h.zones.For(cal.Component)
+	shift := floating != nil && isFloating(cal.Component)
+	if shift {
+		start, end = wallClock(start, floating), wallClock(end, floating)
+	}
 	exp, err := tz.Expand(comps, ical.ExpandOptions{Start: start, End: end, MaxInstances: h.maxInstances})
 	if err != nil {
 		h.log.Warn("expand failed; returning the stored object", "err", err)
 		return data
+	}
+	if shift {
+		for i := range exp.Instances {
+			in := &exp.Instances[i]
+			if !in.Date {
+				in.Start, in.End, in.RecurrenceID = fromWall(in.Start, floating), fromWall(in.End, floating), fromWall(in.RecurrenceID, floating)
+			}
+		}
 	}
 	b := []byte("BEGIN:VCALENDAR\r\nVERSION:2.0\r\n")
 	if p := cal.Props.Get(goical.PropProductID); p != nil {
@@ -228,4 +245,9 @@ func (h *Handler) limitData(data []byte, start, end time.Time) []byte {
 		ok, err := tz.MatchTimeRange(c, start, end)
 		return err != nil || ok
 	})
+}
+
+// fromWall reads a wall-clock time written as UTC as a time in loc.
+func fromWall(t time.Time, loc *time.Location) time.Time {
+	return ical.WallTime(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), loc)
 }

@@ -55,6 +55,10 @@ type textMatch struct {
 // compiledFilter is a validated filter.
 type compiledFilter struct {
 	top *compFilter
+	// floating is the zone floating times and dates are evaluated in
+	// (RFC 4791 §9.9: the query's CALDAV:timezone, else the calendar's
+	// calendar-timezone); nil means UTC.
+	floating *time.Location
 }
 
 func invalidFilter(format string, args ...any) error {
@@ -225,6 +229,9 @@ func (h *Handler) matchObject(q *compiledFilter, o *cache.Object) (bool, error) 
 	}
 	tz := h.zones.For(cal.Component)
 	f := q.top
+	if q.floating != nil && isFloating(cal.Component) {
+		f = shiftRanges(f, q.floating)
+	}
 	for _, p := range f.Props {
 		if ok, err := matchProp(tz, cal.Component, &p); err != nil || !ok {
 			return false, err
@@ -415,3 +422,71 @@ func asciiLower(s string) string {
 }
 
 func isTokenExpired(err error) bool { return errors.Is(err, cache.ErrTokenExpired) }
+
+// isFloating reports whether the object's first dated component starts
+// at a floating time or a date: its times then are wall clock, read as
+// UTC by the ical package.
+func isFloating(cal *goical.Component) bool {
+	for _, c := range cal.Children {
+		p := c.Props.Get(goical.PropDateTimeStart)
+		if p == nil {
+			p = c.Props.Get(goical.PropDue)
+		}
+		if p == nil {
+			continue
+		}
+		v := strings.TrimSpace(p.Value)
+		return p.Params.Get(goical.ParamTimezoneID) == "" && !strings.HasSuffix(strings.ToUpper(v), "Z")
+	}
+	return false
+}
+
+// wallClock is t as seen on a clock in loc, written as a UTC time: the
+// form in which floating times are compared.
+func wallClock(t time.Time, loc *time.Location) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	l := t.In(loc)
+	return time.Date(l.Year(), l.Month(), l.Day(), l.Hour(), l.Minute(), l.Second(), l.Nanosecond(), time.UTC)
+}
+
+// shiftRanges returns a copy of f whose time ranges are in loc's wall
+// clock, for matching an object with floating times.
+func shiftRanges(f *compFilter, loc *time.Location) *compFilter {
+	g := *f
+	g.start, g.end = wallClock(f.start, loc), wallClock(f.end, loc)
+	g.Comps = make([]compFilter, len(f.Comps))
+	for i := range f.Comps {
+		g.Comps[i] = *shiftRanges(&f.Comps[i], loc)
+	}
+	g.Props = make([]propFilter, len(f.Props))
+	for i, p := range f.Props {
+		p.start, p.end = wallClock(p.start, loc), wallClock(p.end, loc)
+		g.Props[i] = p
+	}
+	return &g
+}
+
+// floatingZone is the zone of a query's CALDAV:timezone, else of the
+// calendar's calendar-timezone property; nil (UTC) if neither resolves.
+func (h *Handler) floatingZone(queryTZ string, cal *cache.Calendar) *time.Location {
+	for _, text := range []string{queryTZ, cal.Timezone} {
+		if strings.TrimSpace(text) == "" {
+			continue
+		}
+		parsed, err := ical.Parse([]byte(strings.TrimSpace(text)))
+		if err != nil {
+			continue
+		}
+		tz := h.zones.For(parsed.Component)
+		for _, c := range parsed.Children {
+			if p := c.Props.Get(goical.PropTimezoneID); c.Name == goical.CompTimezone && p != nil {
+				if loc, ok := tz.Location(p.Value); ok {
+					return loc
+				}
+			}
+		}
+	}
+	return nil
+}

@@ -48,6 +48,7 @@ func (h *Handler) freeBusy(w http.ResponseWriter, req *request, body *reportBody
 	if err != nil {
 		return storeErr(err)
 	}
+	floating := h.floatingZone("", &cal)
 	periods := make(map[string][]busy) // FBTYPE -> periods
 	clip := func(fbtype string, s, e time.Time) {
 		if s.Before(start) {
@@ -91,9 +92,20 @@ func (h *Handler) freeBusy(w http.ResponseWriter, req *request, body *reportBody
 		if len(events) == 0 {
 			continue
 		}
-		exp, err := tz.Expand(events, ical.ExpandOptions{Start: start, End: end, MaxInstances: h.maxInstances})
+		wallStart, wallEnd := start, end
+		shift := floating != nil && isFloating(parsed.Component)
+		if shift {
+			wallStart, wallEnd = wallClock(start, floating), wallClock(end, floating)
+		}
+		exp, err := tz.Expand(events, ical.ExpandOptions{Start: wallStart, End: wallEnd, MaxInstances: h.maxInstances})
 		if err != nil {
 			continue
+		}
+		if shift {
+			for i := range exp.Instances {
+				in := &exp.Instances[i]
+				in.Start, in.End = fromWall(in.Start, floating), fromWall(in.End, floating)
+			}
 		}
 		for _, inst := range exp.Instances {
 			c := inst.Comp

@@ -239,3 +239,44 @@ func TestPathologicalRuleOverHTTP(t *testing.T) {
 		t.Fatalf("%d goroutines left running (before: %d)", n, before)
 	}
 }
+
+// TestFloatingTimes checks that floating times and all-day events are
+// read in the calendar's calendar-timezone, or the query's own
+// CALDAV:timezone (RFC 4791 §9.9).
+func TestFloatingTimes(t *testing.T) {
+	e := newEnv(t)
+	// 09:00 floating; in New York (UTC-5 in January) that is 14:00Z.
+	putRaw(t, e, "floating", vevent("fl", "DTSTART:20240110T090000", "DTEND:20240110T100000"))
+	putRaw(t, e, "allday", vevent("ad", "DTSTART;VALUE=DATE:20240111"))
+	nyTZ := "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VTIMEZONE\r\nTZID:America/New_York\r\nEND:VTIMEZONE\r\nEND:VCALENDAR\r\n"
+	rng := func(start, end string) string {
+		return `<c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT"><c:time-range start="` + start + `" end="` + end + `"/></c:comp-filter></c:comp-filter>`
+	}
+	// Without a zone: UTC.
+	if got := queryNames(t, e, rng("20240110T083000Z", "20240110T093000Z")); !slices.Equal(got, []string{"floating"}) {
+		t.Fatalf("UTC reading: %v", got)
+	}
+	// The query's own timezone.
+	body := `<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/></d:prop><c:filter>` +
+		rng("20240110T133000Z", "20240110T143000Z") + `</c:filter><c:timezone>` + escape(nyTZ) + `</c:timezone></c:calendar-query>`
+	names, _ := reportNames(t, e, "/dav/calendars/alice/personal/", body)
+	if !slices.Equal(names, []string{"floating.ics"}) {
+		t.Fatalf("query timezone: %v", names)
+	}
+	// The calendar's calendar-timezone.
+	patch := `<d:propertyupdate xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:set><d:prop><c:calendar-timezone>` + escape(nyTZ) + `</c:calendar-timezone></d:prop></d:set></d:propertyupdate>`
+	decodeMS(t, e.do("alice", "PROPPATCH", "/dav/calendars/alice/personal/", patch, ct, xmlType))
+	if got := queryNames(t, e, rng("20240110T133000Z", "20240110T143000Z")); !slices.Equal(got, []string{"floating"}) {
+		t.Fatalf("calendar-timezone reading: %v", got)
+	}
+	if got := queryNames(t, e, rng("20240110T083000Z", "20240110T093000Z")); len(got) != 0 {
+		t.Fatalf("09:00Z should not match a 09:00 New York event: %v", got)
+	}
+	// The all-day event covers Jan 11 in New York: 05:00Z to 05:00Z.
+	if got := queryNames(t, e, rng("20240111T020000Z", "20240111T040000Z")); len(got) != 0 {
+		t.Fatalf("all-day event matched before its New York day began: %v", got)
+	}
+	if got := queryNames(t, e, rng("20240112T020000Z", "20240112T040000Z")); !slices.Equal(got, []string{"allday"}) {
+		t.Fatalf("all-day event in New York evening: %v", got)
+	}
+}

@@ -21,6 +21,7 @@ type reportBody struct {
 	Hrefs     []string     `xml:"DAV: href"`
 	Filter    *filter      `xml:"urn:ietf:params:xml:ns:caldav filter"`
 	TimeRange *timeRangeEl `xml:"urn:ietf:params:xml:ns:caldav time-range"`
+	Timezone  string       `xml:"urn:ietf:params:xml:ns:caldav timezone"`
 	SyncToken *string      `xml:"DAV: sync-token"`
 	SyncLevel string       `xml:"DAV: sync-level"`
 	Limit     *struct {
@@ -117,6 +118,9 @@ func (h *Handler) multiget(w http.ResponseWriter, req *request, body *reportBody
 		if !wantsData(names) && !allprop {
 			res.obj.Data = nil
 		}
+		if cd := body.calData(); cd != nil && res.obj.Data != nil {
+			cd.floating = h.floatingZone("", res.cal)
+		}
 		res.obj.Data = h.applyCalData(body.calData(), res.obj.Data)
 		ms.add(res.href, h.propsOf(res, names, allprop, propname))
 	}
@@ -142,6 +146,10 @@ func (h *Handler) query(w http.ResponseWriter, req *request, body *reportBody) e
 		cal, err = h.store.GetCalendar(req.user, req.t.cal)
 		if err != nil {
 			return storeErr(err)
+		}
+		q.floating = h.floatingZone(body.Timezone, &cal)
+		if cd := body.calData(); cd != nil {
+			cd.floating = q.floating
 		}
 		if comp, start, end, ok := q.rangeHint(); ok && req.t.kind == kindCalendar {
 			// The span index names the candidates; only those are read.
@@ -214,6 +222,9 @@ func (h *Handler) syncCollection(w http.ResponseWriter, req *request, body *repo
 	}
 	names, allprop, propname := body.props()
 	withData := wantsData(names) || allprop
+	if cd := body.calData(); cd != nil {
+		cd.floating = h.floatingZone("", &cal)
+	}
 	token := ""
 	if body.SyncToken != nil {
 		token = strings.TrimSpace(*body.SyncToken)
