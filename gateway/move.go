@@ -42,7 +42,12 @@ func (h *Handler) moveCopy(w http.ResponseWriter, req *request, keep bool) error
 	if err != nil {
 		return storeErr(err)
 	}
-	cal, err := h.store.GetCalendar(req.user, dt.cal)
+	if !keep {
+		if _, err := h.writableCalendar(req.user, req.t.cal, "unbind"); err != nil {
+			return storeErr(err)
+		}
+	}
+	cal, err := h.writableCalendar(req.user, dt.cal, "bind")
 	if err != nil {
 		if errors.Is(err, cache.ErrNotFound) {
 			return errf(http.StatusConflict, "destination calendar %q does not exist", dt.cal)

@@ -82,7 +82,7 @@ func (h *Handler) put(w http.ResponseWriter, req *request) error {
 	if req.t.kind != kindObject {
 		return errf(http.StatusMethodNotAllowed, "PUT is only allowed on a calendar object resource")
 	}
-	cal, err := h.store.GetCalendar(req.user, req.t.cal)
+	cal, err := h.writableCalendar(req.user, req.t.cal, "write-content")
 	if err != nil {
 		if errors.Is(err, cache.ErrNotFound) {
 			return errf(http.StatusConflict, "calendar %q does not exist; create it with MKCALENDAR first", req.t.cal)
@@ -194,6 +194,19 @@ func parseETag(v string) (string, error) {
 
 // delete removes an object or a whole calendar.
 func (h *Handler) delete(w http.ResponseWriter, req *request) error {
+	if req.t.kind != kindObject && req.t.kind != kindCalendar {
+		return errf(http.StatusForbidden, "this collection cannot be deleted")
+	}
+	cal, err := h.store.GetCalendar(req.user, req.t.cal)
+	if err != nil {
+		return storeErr(err)
+	}
+	switch {
+	case req.t.kind == kindObject && readOnly(&cal):
+		return needPrivileges(objectHref(req.user, cal.ID, req.t.name), "unbind", "calendar "+cal.ID+" mirrors a published .ics feed and is read-only")
+	case req.t.kind == kindCalendar && mirrored(&cal):
+		return needPrivileges(calendarHref(req.user, cal.ID), "unbind", "calendar "+cal.ID+" mirrors an upstream defined in the configuration; remove it there")
+	}
 	switch req.t.kind {
 	case kindObject:
 		ifMatch := ""

@@ -169,6 +169,9 @@ func (h *Handler) proppatch(w http.ResponseWriter, req *request) error {
 		ms.send(w, req.Request)
 		return nil
 	}
+	if _, err := h.writableCalendar(req.user, req.t.cal, "write-properties"); err != nil {
+		return storeErr(err)
+	}
 	var (
 		failed  bool
 		results map[xml.Name]int

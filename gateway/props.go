@@ -132,7 +132,10 @@ var liveProps = map[xml.Name]propDef{
 	}},
 	dav("current-user-privilege-set"): {on: onAll, value: func(h *Handler, res *resource) (string, bool) {
 		privs := []string{"<d:read/>", "<d:read-current-user-privilege-set/>"}
-		if res.kind == kindHome || res.kind == kindCalendar || res.kind == kindObject {
+		switch {
+		case readOnly(res.cal):
+			privs = readPrivileges
+		case res.kind == kindHome || res.kind == kindCalendar || res.kind == kindObject:
 			privs = writePrivileges
 		}
 		var b strings.Builder
