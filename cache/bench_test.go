@@ -20,7 +20,7 @@ func fill(b *testing.B, s *Store, n int) {
 		for i := range n {
 			name := fmt.Sprintf("obj-%06d.ics", i)
 			o := Object{Name: name, UID: name, Component: "VEVENT", ETag: etagOf(benchData), Data: benchData}
-			if _, _, refused, err := s.putObject(tx, "alice", "work", o, PutConditions{}); err != nil || refused != nil {
+			if _, _, refused, err := s.putObject(tx, "alice", "work", o, PutConditions{}, byClient); err != nil || refused != nil {
 				return fmt.Errorf("%v %v", refused, err)
 			}
 		}

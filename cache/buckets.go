@@ -21,13 +21,26 @@ var (
 	bucketUIDs = []byte("uids")
 	// bucketChanges: {user} / {cal id} / {big-endian uint64 revision} → op byte + name.
 	bucketChanges = []byte("changes")
-	// bucketOutbox: {seq} → pending upstream write. Not used yet.
+	// bucketOutbox: {big-endian uint64 seq} → JSON OutboxEntry, and the
+	// pending index keyPending / {user} / {cal id} / {name} → seq key.
 	bucketOutbox = []byte("outbox")
-	// bucketSources: {source id} → upstream sync state. Not used yet.
+	// bucketSources: {source id} → JSON SourceState.
 	bucketSources = []byte("sources")
-	// bucketConflicts: {user} / {cal id} / {name} / {seq} → losing side of a conflict. Not used yet.
+	// bucketConflicts: {user} / {cal id} / {name} / {big-endian uint64 seq}
+	// → JSON Conflict; the root bucket's sequence numbers them.
 	bucketConflicts = []byte("conflicts")
 )
+
+// keyPending names the sub-bucket of bucketOutbox that indexes the pending
+// entries by object, so that a write finds the entry it coalesces with,
+// and ApplyUpstream the objects it must skip, without a scan. Outbox
+// entry keys are 8 bytes long, so they never collide with it.
+var keyPending = []byte("pending")
+
+// keyReplaced names the sub-bucket of bucketOutbox that links the seq key
+// of an entry replaced by a later write to the seq key of its
+// replacement, for a push of the replaced entry that was in flight.
+var keyReplaced = []byte("replaced")
 
 // rootBuckets lists the top-level buckets that Open creates.
 var rootBuckets = [][]byte{
@@ -80,7 +93,24 @@ func createCalBucket(tx *bbolt.Tx, root []byte, user, cal string) (*bbolt.Bucket
 // it, and the user level if it is left empty. A missing bucket is not an
 // error.
 func deleteCalBucket(tx *bbolt.Tx, root []byte, user, cal string) error {
-	r := tx.Bucket(root)
+	return deleteNested(tx.Bucket(root), user, cal)
+}
+
+// createPath returns the bucket b/path[0]/path[1]/..., creating the
+// missing levels.
+func createPath(b *bbolt.Bucket, path ...string) (*bbolt.Bucket, error) {
+	for _, name := range path {
+		var err error
+		if b, err = b.CreateBucketIfNotExists([]byte(name)); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// deleteNested removes the bucket r/{user}/{cal} (r may be nil) and the
+// user level if it is left empty. A missing bucket is not an error.
+func deleteNested(r *bbolt.Bucket, user, cal string) error {
 	if r == nil {
 		return nil
 	}

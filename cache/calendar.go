@@ -29,10 +29,12 @@ type Calendar struct {
 	// Components is the supported component set, e.g. VEVENT, VTODO,
 	// VJOURNAL.
 	Components []string
-	// Kind is "local" for now; later "caldav", "ics", "merged".
-	// CreateCalendar and UpdateCalendar default it to "local".
+	// Kind is "local" (the default of CreateCalendar and UpdateCalendar),
+	// "caldav" (mirrors a CalDAV collection: client writes are enqueued in
+	// the outbox) or "ics" (mirrors a published feed); later "merged".
 	Kind string
-	// Source is the source binding (upstream id), empty for local calendars.
+	// Source is the source binding (upstream id, the SourceState.ID),
+	// empty for local calendars.
 	Source string
 	// DeadProps holds dead WebDAV properties: the key is the Clark name
 	// "{ns}local", the value the raw XML of the whole property element.
@@ -49,8 +51,11 @@ type Calendar struct {
 	Modified time.Time
 }
 
-// kindLocal is the default Calendar.Kind.
-const kindLocal = "local"
+// Values of Calendar.Kind that the store acts on.
+const (
+	kindLocal  = "local"  // the default
+	kindCalDAV = "caldav" // client writes are enqueued in the outbox
+)
 
 // calendarRecord is the JSON encoding of a Calendar in bucketCalendars.
 // User and ID are the bucket keys and not stored.
@@ -221,10 +226,13 @@ func (s *Store) CreateCalendar(c Calendar) (Calendar, error) {
 		}
 		// Leftovers cannot exist (DeleteCalendar removes them in the
 		// same transaction), but a new calendar must never show old data.
-		for _, root := range [][]byte{bucketObjects, bucketUIDs, bucketChanges} {
+		for _, root := range [][]byte{bucketObjects, bucketUIDs, bucketChanges, bucketConflicts} {
 			if err := deleteCalBucket(tx, root, c.User, c.ID); err != nil {
 				return err
 			}
+		}
+		if err := deleteCalendarOutbox(tx, c.User, c.ID); err != nil {
+			return err
 		}
 		v, err := putCalendar(tx, &c)
 		if err != nil {
@@ -280,7 +288,9 @@ func (s *Store) UpdateCalendar(user, id string, fn func(*Calendar) error) (Calen
 }
 
 // DeleteCalendar removes calendar user/id with all its objects, its UID
-// index and its change log, in one transaction.
+// index, its change log, its pending outbox entries (the writes are not
+// pushed) and its conflicts, in one transaction. The sync state of its
+// source (SourceState) is left alone: it belongs to the source.
 //
 // It returns ErrNotFound if the calendar does not exist.
 func (s *Store) DeleteCalendar(user, id string) error {
@@ -297,12 +307,12 @@ func (s *Store) DeleteCalendar(user, id string) error {
 				return err
 			}
 		}
-		for _, root := range [][]byte{bucketObjects, bucketUIDs, bucketChanges} {
+		for _, root := range [][]byte{bucketObjects, bucketUIDs, bucketChanges, bucketConflicts} {
 			if err := deleteCalBucket(tx, root, user, id); err != nil {
 				return err
 			}
 		}
-		return nil
+		return deleteCalendarOutbox(tx, user, id)
 	})
 	if err != nil {
 		return wrap(err, "delete calendar %s/%s", user, id)

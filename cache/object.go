@@ -39,7 +39,26 @@ type Object struct {
 	Warnings []string
 	// Data is the object as received, byte for byte.
 	Data []byte
+	// UpstreamHref is the href of the object on the upstream server, ""
+	// for local objects and for objects not yet pushed.
+	UpstreamHref string
+	// UpstreamETag is the upstream's entity tag of the object, as received
+	// (a weak "W/..." tag is kept as such) but without surrounding quotes.
+	UpstreamETag string
 }
+
+// writer says on whose behalf an object is written.
+type writer int
+
+const (
+	// byClient is a CalDAV client write: it keeps the stored object's
+	// upstream fields and, in a "caldav" calendar, enqueues an outbox
+	// entry.
+	byClient writer = iota
+	// byUpstream stores the object as the upstream has it: it takes the
+	// upstream fields from the object and enqueues nothing.
+	byUpstream
+)
 
 // PutConditions are HTTP preconditions that PutObject checks inside its
 // write transaction.
@@ -74,37 +93,51 @@ func checkIfMatch(ifMatch string, cur *Object) error {
 	return nil
 }
 
-// PutObject stores obj in calendar user/cal, taking Name, UID, Component,
-// Start, End, Warnings and Data from obj and setting ETag, Size, Modified
-// and Revision. It returns the stored object's metadata (without Data),
-// and created=true if no object of that name existed.
+// PutObject stores obj in calendar user/cal on behalf of a client, taking
+// Name, UID, Component, Start, End, Warnings and Data from obj and setting
+// ETag, Size, Modified and Revision. UpstreamHref and UpstreamETag are
+// kept from the object it replaces (the client does not know them) and
+// are empty for a new object; obj's values are ignored. It returns the
+// stored object's metadata (without Data), and created=true if no object
+// of that name existed.
 //
 // In one transaction it writes the object record and the UID index entry
 // (dropping the old UID's entry if the object's UID changed), bumps the
-// calendar's revision, appends a put change record and trims the change
-// log to Options.MaxChanges entries. Concurrent calls share transactions
-// (group commit); the write is durable when PutObject returns.
+// calendar's revision, appends a put change record, trims the change log
+// to Options.MaxChanges entries and, if the calendar's Kind is "caldav",
+// enqueues a put in the outbox (see OutboxEntry). Concurrent calls share
+// transactions (group commit); the write is durable when PutObject
+// returns.
 //
 // Errors: ErrNotFound if the calendar does not exist; ErrPrecondition if
 // cond fails; *UIDConflictError if another object of the calendar has the
 // UID; ErrInvalid if the name or UID is empty or the name contains '/'.
 func (s *Store) PutObject(user, cal string, obj Object, cond PutConditions) (Object, bool, error) {
-	if err := validName(obj.Name); err != nil {
+	return s.putObjectTx(user, cal, obj, cond, byClient)
+}
+
+// PutObjectUpstream stores obj in calendar user/cal as the upstream has it,
+// without enqueueing an outbox entry: after a conflict that the upstream
+// wins, or to record what a push left upstream. It is PutObject otherwise
+// (same transaction, revision bump and errors, with no preconditions),
+// except that UpstreamHref and UpstreamETag are taken from obj.
+func (s *Store) PutObjectUpstream(user, cal string, obj Object) (Object, error) {
+	out, _, err := s.putObjectTx(user, cal, obj, PutConditions{}, byUpstream)
+	return out, err
+}
+
+// putObjectTx is PutObject and PutObjectUpstream.
+func (s *Store) putObjectTx(user, cal string, obj Object, cond PutConditions, by writer) (Object, bool, error) {
+	if err := validObject(&obj); err != nil {
 		return Object{}, false, err
 	}
-	if obj.UID == "" {
-		return Object{}, false, fmt.Errorf("%w: empty uid in object %q", ErrInvalid, obj.Name)
-	}
-	obj.ETag = etagOf(obj.Data)
-	obj.Size = int64(len(obj.Data))
-
 	var (
 		out     Object
 		created bool
 	)
 	refused, err := s.write(func(tx *bbolt.Tx) (refused, err error) {
 		out, created = Object{}, false // reset: this may run more than once
-		out, created, refused, err = s.putObject(tx, user, cal, obj, cond)
+		out, created, refused, err = s.putObject(tx, user, cal, obj, cond, by)
 		return refused, err
 	})
 	if err != nil {
@@ -116,11 +149,25 @@ func (s *Store) PutObject(user, cal string, obj Object, cond PutConditions) (Obj
 	return out, created, nil
 }
 
-// putObject is PutObject inside tx. A refusal (missing calendar, failed
-// precondition, UID conflict) is returned as refused, before anything is
-// written, so that the batch it runs in can commit; err is a storage
-// failure that must abort the transaction.
-func (s *Store) putObject(tx *bbolt.Tx, user, cal string, obj Object, cond PutConditions) (out Object, created bool, refused, err error) {
+// validObject checks obj's name and UID and sets its ETag and Size.
+func validObject(obj *Object) error {
+	if err := validName(obj.Name); err != nil {
+		return err
+	}
+	if obj.UID == "" {
+		return fmt.Errorf("%w: empty uid in object %q", ErrInvalid, obj.Name)
+	}
+	obj.ETag = etagOf(obj.Data)
+	obj.Size = int64(len(obj.Data))
+	return nil
+}
+
+// putObject is PutObject (by == byClient) or PutObjectUpstream (byUpstream)
+// inside tx; obj must have passed validObject. A refusal (missing
+// calendar, failed precondition, UID conflict) is returned as refused,
+// before anything is written, so that the batch it runs in can commit; err
+// is a storage failure that must abort the transaction.
+func (s *Store) putObject(tx *bbolt.Tx, user, cal string, obj Object, cond PutConditions, by writer) (out Object, created bool, refused, err error) {
 	c, err := getCalendar(tx, user, cal)
 	if errors.Is(err, ErrNotFound) {
 		return Object{}, false, err, nil
@@ -152,6 +199,18 @@ func (s *Store) putObject(tx *bbolt.Tx, user, cal string, obj Object, cond PutCo
 	}
 
 	// Checks done; from here on every failure aborts the transaction.
+	now := time.Now().UTC()
+	if by == byClient {
+		obj.UpstreamHref, obj.UpstreamETag = "", ""
+		if cur != nil {
+			obj.UpstreamHref, obj.UpstreamETag = cur.UpstreamHref, cur.UpstreamETag
+		}
+		if c.Kind == kindCalDAV {
+			if err := enqueue(tx, user, cal, obj.Name, outboxPut, cur, now); err != nil {
+				return Object{}, false, nil, err
+			}
+		}
+	}
 	if objs, err = createCalBucket(tx, bucketObjects, user, cal); err != nil {
 		return Object{}, false, nil, err
 	}
@@ -159,7 +218,6 @@ func (s *Store) putObject(tx *bbolt.Tx, user, cal string, obj Object, cond PutCo
 	if err != nil {
 		return Object{}, false, nil, err
 	}
-	now := time.Now().UTC()
 	rev, err := s.bump(tx, &c, opPut, obj.Name, now)
 	if err != nil {
 		return Object{}, false, nil, err
@@ -194,14 +252,30 @@ func deleteUID(uids *bbolt.Bucket, uid, name string) error {
 // for no condition, "*", or the ETag (unquoted) the object must have.
 //
 // In one transaction it removes the object and its UID index entry, bumps
-// the calendar's revision and appends a delete change record (a tombstone
-// for sync-collection), trimming the change log.
+// the calendar's revision, appends a delete change record (a tombstone
+// for sync-collection), trimming the change log, and, if the calendar's
+// Kind is "caldav", enqueues a delete in the outbox (see OutboxEntry).
 //
 // Errors: ErrNotFound if the calendar or the object does not exist;
 // ErrPrecondition if ifMatch fails.
 func (s *Store) DeleteObject(user, cal, name, ifMatch string) error {
+	return s.deleteObjectTx(user, cal, name, ifMatch, byClient)
+}
+
+// DeleteObjectUpstream removes object name from calendar user/cal because
+// the upstream no longer has it. It is DeleteObject without a condition
+// and without an outbox entry; a pending outbox entry of the object is
+// left alone (drop it with DropOutbox if it is moot).
+//
+// It returns ErrNotFound if the calendar or the object does not exist.
+func (s *Store) DeleteObjectUpstream(user, cal, name string) error {
+	return s.deleteObjectTx(user, cal, name, "", byUpstream)
+}
+
+// deleteObjectTx is DeleteObject and DeleteObjectUpstream.
+func (s *Store) deleteObjectTx(user, cal, name, ifMatch string, by writer) error {
 	refused, err := s.write(func(tx *bbolt.Tx) (refused, err error) {
-		return s.deleteObject(tx, user, cal, name, ifMatch)
+		return s.deleteObject(tx, user, cal, name, ifMatch, by)
 	})
 	if err != nil {
 		return wrap(err, "delete object %s/%s/%s", user, cal, name)
@@ -209,8 +283,9 @@ func (s *Store) DeleteObject(user, cal, name, ifMatch string) error {
 	return refused
 }
 
-// deleteObject is DeleteObject inside tx; refused and err as in putObject.
-func (s *Store) deleteObject(tx *bbolt.Tx, user, cal, name, ifMatch string) (refused, err error) {
+// deleteObject is DeleteObject (by == byClient) or DeleteObjectUpstream
+// (byUpstream) inside tx; refused and err as in putObject.
+func (s *Store) deleteObject(tx *bbolt.Tx, user, cal, name, ifMatch string, by writer) (refused, err error) {
 	c, err := getCalendar(tx, user, cal)
 	if errors.Is(err, ErrNotFound) {
 		return err, nil
@@ -233,7 +308,13 @@ func (s *Store) deleteObject(tx *bbolt.Tx, user, cal, name, ifMatch string) (ref
 	if err := checkIfMatch(ifMatch, &cur); err != nil {
 		return err, nil
 	}
-	if _, err := s.bump(tx, &c, opDelete, name, time.Now().UTC()); err != nil {
+	now := time.Now().UTC()
+	if by == byClient && c.Kind == kindCalDAV {
+		if err := enqueue(tx, user, cal, name, outboxDelete, &cur, now); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := s.bump(tx, &c, opDelete, name, now); err != nil {
 		return nil, err
 	}
 	if uids := calBucket(tx, bucketUIDs, user, cal); uids != nil {
@@ -403,7 +484,10 @@ func (r refusal) Error() string { return r.err.Error() }
 // destination (IfNoneMatch: it must not exist). In one transaction it
 // deletes the source (a tombstone in from's change log, unless keep) and
 // writes the destination (a put in to's change log), so a crash leaves
-// either both calendars as they were or the move complete.
+// either both calendars as they were or the move complete. The outbox
+// entries go into the same transaction: a delete if from is a "caldav"
+// calendar (unless keep) and a put if to is one. The destination keeps
+// its own upstream fields (empty if it is new), as with PutObject.
 //
 // It returns the destination's metadata and created=true if the
 // destination did not exist. Errors: ErrNotFound if a calendar or the
@@ -441,13 +525,13 @@ func (s *Store) MoveObject(user, from, name, to, newName string, keep bool, cond
 			if from == to && name == newName {
 				return fmt.Errorf("%w: source and destination are the same", ErrInvalid), nil
 			}
-			if r, err := s.deleteObject(tx, user, from, name, ""); r != nil || err != nil {
+			if r, err := s.deleteObject(tx, user, from, name, "", byClient); r != nil || err != nil {
 				return r, err
 			}
 		}
 		src.Name = newName
 		var r error
-		out, created, r, err = s.putObject(tx, user, to, src, cond)
+		out, created, r, err = s.putObject(tx, user, to, src, cond, byClient)
 		switch {
 		case err != nil:
 			return nil, err

@@ -22,9 +22,13 @@ import (
 //	start, end, modified        time (see appendTime)
 //	revision                    uvarint
 //	warnings                    uvarint count, then uvarint length + bytes each
+//	upstream href, upstream etag  uvarint length + bytes each (added later)
 //
 // Fields added later go at the end, and their decoder must treat a missing
-// trailing field as its zero value, so older records stay readable.
+// trailing field as its zero value, so older records stay readable (and
+// older decoders ignore the bytes they do not know). Fields added together
+// form a group that is present or absent as a whole, so a header cut inside
+// a group is still detected as corrupt.
 
 // recordVersion is the first byte of an object record header.
 const recordVersion = 1
@@ -79,7 +83,8 @@ func appendTime(b []byte, t time.Time) []byte {
 // encodeObject returns the record of o (Name and Size are not stored:
 // the name is the key, the size follows from the record's length).
 func encodeObject(o *Object) []byte {
-	n := 1 + 3*binary.MaxVarintLen64 + len(o.UID) + len(o.Component) + len(o.ETag) +
+	n := 1 + 5*binary.MaxVarintLen64 + len(o.UID) + len(o.Component) + len(o.ETag) +
+		len(o.UpstreamHref) + len(o.UpstreamETag) +
 		3*(1+binary.MaxVarintLen64+binary.MaxVarintLen32) + 2*binary.MaxVarintLen64
 	for _, w := range o.Warnings {
 		n += binary.MaxVarintLen64 + len(w)
@@ -97,6 +102,8 @@ func encodeObject(o *Object) []byte {
 	for _, w := range o.Warnings {
 		b = appendString(b, w)
 	}
+	b = appendString(b, o.UpstreamHref)
+	b = appendString(b, o.UpstreamETag)
 	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
 	return append(b, o.Data...)
 }
@@ -120,6 +127,12 @@ func (r *reader) fail() {
 		r.err = errCorrupt
 	}
 	r.off = len(r.b)
+}
+
+// more reports whether unread bytes remain: whether an optional trailing
+// group of fields is present.
+func (r *reader) more() bool {
+	return r.err == nil && r.off < len(r.b)
 }
 
 func (r *reader) uvarint() uint64 {
@@ -220,6 +233,10 @@ func decodeHeader(name string, v []byte) (Object, []byte, error) {
 				o.Warnings[i] = r.string()
 			}
 		}
+	}
+	if r.more() { // absent in records written before the upstream fields
+		o.UpstreamHref = r.string()
+		o.UpstreamETag = r.string()
 	}
 	if r.err != nil {
 		return Object{}, nil, fmt.Errorf("cache: object %q: %w: bad header", name, r.err)

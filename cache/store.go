@@ -1,10 +1,12 @@
 // Package cache is calgate's store: a bbolt file that holds calendars,
 // calendar object resources, the per-calendar change log behind CalDAV
-// sync tokens and ctags (RFC 6578), and (later) the outbox of pending
-// upstream writes and per-source sync state.
+// sync tokens and ctags (RFC 6578), the outbox of client writes still to
+// be pushed to upstream CalDAV servers, per-source sync state, and the
+// losing sides of write conflicts.
 //
 // The store is the single source of truth for everything calgate serves.
-// It speaks calgate's own types (Calendar, Object, Change); it knows
+// It speaks calgate's own types (Calendar, Object, Change, OutboxEntry,
+// SourceState, Conflict); it knows
 // nothing of HTTP or WebDAV, and no bbolt type appears in its API. Every
 // exported method is one transaction: a write is durable when the method
 // returns without error.
