@@ -19,10 +19,10 @@ type fakeSource struct {
 	id string
 
 	mu    sync.Mutex
-	syncs []time.Time     // when Sync ran
-	fails int             // the next fails syncs fail
-	err   error           // with this error
-	block chan struct{}   // if set, Sync waits for it (or ctx)
+	syncs []time.Time   // when Sync ran
+	fails int           // the next fails syncs fail
+	err   error         // with this error
+	block chan struct{} // if set, Sync waits for it (or ctx)
 	pushd []cache.OutboxEntry
 }
 
