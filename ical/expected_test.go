@@ -24,10 +24,12 @@ import (
 //
 // Parse reads one calendar object resource (the PUT path). Feeds and
 // multi-VCALENDAR streams are read here with decodeICSStream, a test-only
-// loop over go-ical's decoder. Facts that only the future feed reader (ICS
-// sources) can meet are listed in deferredToFeedReader, with the reason;
-// TestExpectedCoverage fails if a file of those sections is neither
-// asserted nor deferred.
+// loop over go-ical's decoder, and with SplitFeed, the lenient feed reader
+// of ICS sources: every "reject" row of malformed/ must make SplitFeed fail
+// with ErrInvalidData and every "lenient" row must be accepted. Facts that
+// this file does not assert are listed in deferredToFeedReader, with the
+// reason; TestExpectedCoverage fails if a file of those sections is
+// neither asserted nor deferred.
 
 // expectedCases lists every fixture of the four sections with what calgate
 // does with it today. Subtests are named by file.
@@ -35,8 +37,8 @@ var expectedCases = []expectedCase{
 	// encoding/
 	{file: "encoding/utf8-split-across-fold.ics", full: true, check: checkUTF8SplitAcrossFold},
 	{file: "encoding/bom-fold-after-name-sunbird.ics", full: true, check: checkBOMFoldAfterName},
-	{file: "encoding/latin1-fold-after-name.ics", parse: ErrInvalidData, check: checkLatin1FoldAfterName},
-	{file: "encoding/windows-1252-sports.ics", parse: ErrInvalidData, check: checkWindows1252Sports},
+	{file: "encoding/latin1-fold-after-name.ics", parse: ErrInvalidData, full: true, check: checkLatin1FoldAfterName},
+	{file: "encoding/windows-1252-sports.ics", parse: ErrInvalidData, full: true, check: checkWindows1252Sports},
 	{file: "encoding/outlook2007-line-folds.ics", full: true, check: checkOutlook2007LineFolds},
 	{file: "encoding/nextcloud-trailing-spaces.ics", full: true, check: checkNextcloudTrailingSpaces},
 
@@ -56,23 +58,23 @@ var expectedCases = []expectedCase{
 	{file: "malformed/libical-recur-errors.ics", verdict: "reject", parse: ErrInvalidData, full: true, check: checkLibicalRecurErrors},
 
 	// malformed/: lenient
-	{file: "malformed/moonphase-apple.ics", verdict: "lenient", parse: ErrInvalidData, check: checkMoonphase},
-	{file: "malformed/big-bad-calendar.ics", verdict: "lenient", parse: ErrInvalidData, check: checkBigBadCalendar},
+	{file: "malformed/moonphase-apple.ics", verdict: "lenient", parse: ErrInvalidData, full: true, check: checkMoonphase},
+	{file: "malformed/big-bad-calendar.ics", verdict: "lenient", parse: ErrInvalidData, full: true, check: checkBigBadCalendar},
 	{file: "malformed/korganizer-mixed-case-names.ics", verdict: "lenient", full: true, check: checkKOrganizerMixedCase},
-	{file: "malformed/whitespace-in-names.ics", verdict: "lenient", check: checkWhitespaceInNames},
-	{file: "malformed/ruby-bad-line.ics", verdict: "lenient", parse: ErrInvalidData, check: checkRubyBadLine},
+	{file: "malformed/whitespace-in-names.ics", verdict: "lenient", full: true, check: checkWhitespaceInNames},
+	{file: "malformed/ruby-bad-line.ics", verdict: "lenient", parse: ErrInvalidData, full: true, check: checkRubyBadLine},
 	{file: "malformed/broken-ical.ics", verdict: "lenient", full: true, check: checkBrokenICal},
-	{file: "malformed/google-parsing-error.ics", verdict: "lenient", check: checkGoogleParsingError},
-	{file: "malformed/invalid-rrule-freq.ics", verdict: "lenient", check: checkInvalidRRuleFreq},
-	{file: "malformed/invalid-duration.ics", verdict: "lenient", check: checkInvalidDuration},
-	{file: "malformed/google-bad-rrule.ics", verdict: "lenient", check: checkGoogleBadRRule},
-	{file: "malformed/large-file-with-late-error.ics", verdict: "lenient", check: checkLargeFileLateError},
-	{file: "malformed/lastfm-feed.ics", verdict: "lenient", check: checkLastFM},
+	{file: "malformed/google-parsing-error.ics", verdict: "lenient", full: true, check: checkGoogleParsingError},
+	{file: "malformed/invalid-rrule-freq.ics", verdict: "lenient", full: true, check: checkInvalidRRuleFreq},
+	{file: "malformed/invalid-duration.ics", verdict: "lenient", full: true, check: checkInvalidDuration},
+	{file: "malformed/google-bad-rrule.ics", verdict: "lenient", full: true, check: checkGoogleBadRRule},
+	{file: "malformed/large-file-with-late-error.ics", verdict: "lenient", full: true, check: checkLargeFileLateError},
+	{file: "malformed/lastfm-feed.ics", verdict: "lenient", full: true, check: checkLastFM},
 	{file: "malformed/phpicalendar-sample.ics", verdict: "lenient", full: true, check: checkPHPiCalendar},
-	{file: "malformed/sunbird-no-version.ics", verdict: "lenient", check: checkSunbirdNoVersion},
-	{file: "malformed/without-uid.ics", verdict: "lenient", check: checkWithoutUID},
+	{file: "malformed/sunbird-no-version.ics", verdict: "lenient", full: true, check: checkSunbirdNoVersion},
+	{file: "malformed/without-uid.ics", verdict: "lenient", full: true, check: checkWithoutUID},
 	{file: "malformed/end-before-start.ics", verdict: "lenient", check: checkEndBeforeStart},
-	{file: "malformed/outlook11-freebusy-bad-dates.ics", verdict: "lenient", check: checkOutlook11FreebusyBadDates},
+	{file: "malformed/outlook11-freebusy-bad-dates.ics", verdict: "lenient", full: true, check: checkOutlook11FreebusyBadDates},
 	{file: "malformed/no-prodid-trailing-ws.ics", verdict: "lenient", full: true, check: checkNoProdID},
 	{file: "malformed/groupwise.ics", verdict: "lenient", full: true, check: checkGroupwise},
 	{file: "malformed/sogo-geo-escaped-semicolon.ics", verdict: "lenient", full: true, check: checkSOGoGeo},
@@ -81,43 +83,16 @@ var expectedCases = []expectedCase{
 }
 
 // deferredToFeedReader holds, per file, the facts of EXPECTED.md that this
-// file does not assert, and why. Most need the feed reader of ICS sources
-// (a later issue): Parse is the strict PUT path and refuses on purpose
-// what it would have to repair (README, "What a PUT accepts"). A few need
-// recurrence expansion or time-range code, which other tests cover.
+// file does not assert, and why. Parse is the strict PUT path and refuses
+// on purpose what it would have to repair (README, "What a PUT accepts");
+// SplitFeed, the feed reader, repairs it and is asserted for every other
+// malformed/ row. The two left need recurrence expansion or time-range
+// code, which other tests cover.
 var deferredToFeedReader = map[string]string{
-	"encoding/latin1-fold-after-name.ics": "feed reader: fall back to Windows-1252/Latin-1 when the text is not UTF-8, and never emit invalid UTF-8 into a merged feed. " +
-		"Asserted now: Parse refuses with ErrInvalidData, and the bytes decoded as Latin-1 by the test give the sunbird file's content (Städa garaget)",
-	"encoding/windows-1252-sports.ics": "feed reader: Windows-1252 fallback, and a stable content-derived UID for the 40 UID-less events (or dropping them, said in a log). " +
-		"Asserted now: Parse refuses with ErrInvalidData; the test's own Windows-1252 decoding gives 40 VEVENTs without UID and the first SUMMARY",
-	"malformed/moonphase-apple.ics": "feed reader: accept a truncated feed, keep the complete VEVENTs, flag the feed as truncated, synthesise UIDs. " +
-		"Asserted now: Parse refuses it as truncated; SplitRaw yields the 41 complete VEVENTs (none with UID) and drops the partial 42nd",
-	"malformed/big-bad-calendar.ics": "feed reader: accept the calendar and count 0 usable events. The file also lacks END:VCALENDAR (EXPECTED.md does not say so), " +
-		"so Parse refuses it as truncated. Asserted now: SplitRaw yields 20 empty VEVENTs (no UID, no DTSTART)",
-	"malformed/whitespace-in-names.ics": "feed reader: skip and report the line `REFRESH - INTERVAL; VALUE = DURATION:PT48H`. " +
-		"Asserted now: Parse accepts the calendar (it keeps that line as an unknown property) and the VEVENT issue-351@example.com",
-	"malformed/ruby-bad-line.ics": "feed reader: skip X-NO-VALUE and keep the event. go-ical stops at the line without a colon, so Parse refuses it (ErrInvalidData). " +
-		"Asserted now: SplitRaw yields 1 VEVENT with UID bsuidfortestabc123",
-	"malformed/google-parsing-error.ics": "recurrence expansion + feed reader: ignore the empty EXDATE, 20 instances each, synthesise the 2 missing UIDs. " +
-		"Asserted now: Parse accepts; 2 UID-less daily VEVENTs, the second with an empty EXDATE",
-	"malformed/invalid-rrule-freq.ics": "recurrence expansion: ignore the bad RRULE and expand test-123 as a single instance. " +
-		"Asserted now: Parse accepts, DTSTART 2025-01-01T10:00Z, go-ical's RRULE reader refuses FREQ=INVALID_TYPE_CAUSES_ERROR",
-	"malformed/invalid-duration.ics": "feed reader: drop the event or ignore the DURATION. " +
-		"Asserted now: Parse accepts the syntax and ParseDuration refuses P999999999999999999W with ErrInvalidData, without overflow or panic",
-	"malformed/google-bad-rrule.ics": "recurrence expansion: ignore the bad rule part or the whole `RRULE:RRULE:AnythingRandom;...`. " +
-		"Asserted now: Parse accepts, 3 VEVENTs, go-ical's RRULE reader refuses that rule",
-	"malformed/large-file-with-late-error.ics": "feed reader: drop or report the 6 impossible dates and the double DTSTART while the 394 valid events survive. " +
-		"Asserted now: Parse accepts, 401 VEVENTs/UIDs, the 6 impossible dates, the double DTSTART, 394 events with one valid DTSTART",
-	"malformed/lastfm-feed.ics": "feed reader: drop the invalid `GEO:;` only. Asserted now: blank lines are skipped, Parse accepts, 33 VEVENTs/UIDs, exactly one GEO is `;`",
-	"malformed/sunbird-no-version.ics": "feed reader: drop the negative-year DTSTART/DUE (-0011130T100000) and keep the rest. " +
-		"Asserted now: Parse accepts, 7 VEVENTs + 3 VTODOs, the negative-year values fail to parse. " +
-		"EXPECTED.md and SOURCES.md say the file has no VERSION, but it folds VERSION after its name, which unfolds to VERSION:2.0",
-	"malformed/without-uid.ics": "feed reader: synthesise a stable UID. Asserted now: Parse accepts; 1 VEVENT with no UID",
 	"malformed/end-before-start.ics": "time-range code: zero length or DTEND ignored. Asserted now: Parse accepts, Inspect keeps the event, " +
-		"DTEND (08:00) is before DTSTART (08:30) in the same zone",
-	"malformed/outlook11-freebusy-bad-dates.ics": "feed reader: drop the FREEBUSY values with 7-digit dates and keep the calendar. " +
-		"Asserted now: Parse accepts; the 5 FREEBUSY values and DTSTART/DTEND do not parse as dates",
-	"malformed/invalid-exdate.ics": "recurrence expansion: EXDATEs that match no instance must not fail. Asserted now: Parse accepts, 1 VEVENT, 3 EXDATEs",
+		"DTEND (08:00) is before DTSTART (08:30) in the same zone, and SplitFeed keeps it",
+	"malformed/invalid-exdate.ics": "recurrence expansion: EXDATEs that match no instance must not fail. Asserted now: Parse accepts, 1 VEVENT, 3 EXDATEs, " +
+		"and SplitFeed keeps the event with its EXDATEs",
 }
 
 type expectedCase struct {
@@ -133,6 +108,72 @@ type expectedFixture struct {
 	data   []byte
 	cal    *goical.Calendar // from Parse; nil when Parse refused
 	stream icsStream
+	feed   feedResult // from SplitFeed
+}
+
+// feedResult is what SplitFeed made of a fixture.
+type feedResult struct {
+	objs  []FeedObject
+	warns []string
+	err   error
+}
+
+// comps parses every object and returns its components other than
+// VTIMEZONE, object by object in feed order.
+func (f feedResult) comps(t *testing.T) [][]*goical.Component {
+	t.Helper()
+	out := make([][]*goical.Component, len(f.objs))
+	for i, o := range f.objs {
+		cal, err := Parse(o.Data)
+		if err != nil {
+			t.Fatalf("object %s: Parse: %v", o.UID, err)
+		}
+		for _, c := range cal.Children {
+			if c.Name != goical.CompTimezone {
+				out[i] = append(out[i], c)
+			}
+		}
+	}
+	return out
+}
+
+// warned reports whether a feed-level or object warning contains s.
+func (f feedResult) warned(s string) bool {
+	for _, w := range f.warns {
+		if strings.Contains(w, s) {
+			return true
+		}
+	}
+	for _, o := range f.objs {
+		for _, w := range o.Warnings {
+			if strings.Contains(w, s) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// wantFeed checks that SplitFeed accepted the feed and made n objects
+// (n < 0: any number), each a valid resource.
+func wantFeed(t *testing.T, f feedResult, n int) {
+	t.Helper()
+	if f.err != nil {
+		t.Fatalf("SplitFeed: %v", f.err)
+	}
+	if n >= 0 && len(f.objs) != n {
+		t.Errorf("SplitFeed: %d objects, want %d (warnings %q)", len(f.objs), n, f.warns)
+	}
+	checkFeedObjects(t, new(Zones), f.objs)
+}
+
+// feedData returns the unfolded Data of every object, concatenated.
+func (f feedResult) data() string {
+	var b strings.Builder
+	for _, o := range f.objs {
+		b.Write(Unfold(o.Data))
+	}
+	return b.String()
 }
 
 func TestExpected(t *testing.T) {
@@ -147,6 +188,18 @@ func TestExpected(t *testing.T) {
 				t.Fatal(err)
 			}
 			fx := &expectedFixture{data: data, stream: decodeICSStream(data)}
+			objs, warns, ferr := splitFeedNoPanic(t, new(Zones), data)
+			fx.feed = feedResult{objs: objs, warns: warns, err: ferr}
+			switch tc.verdict {
+			case "reject":
+				if !errors.Is(ferr, ErrInvalidData) {
+					t.Errorf("SplitFeed: %d objects, %v; want ErrInvalidData (verdict reject)", len(objs), ferr)
+				}
+			case "lenient":
+				if ferr != nil {
+					t.Errorf("SplitFeed: %v; want the feed accepted (verdict lenient)", ferr)
+				}
+			}
 			if fx.stream.Panic != nil {
 				t.Errorf("go-ical's decoder panicked: %v", fx.stream.Panic)
 			}
@@ -562,6 +615,7 @@ func checkBOMFoldAfterName(t *testing.T, fx *expectedFixture) {
 }
 
 func checkLatin1FoldAfterName(t *testing.T, fx *expectedFixture) {
+	t.Run("SplitFeed", func(t *testing.T) { feedLatin1(t, fx) })
 	if utf8.Valid(Unfold(fx.data)) {
 		t.Error("the file is valid UTF-8; it should be Latin-1")
 	}
@@ -588,6 +642,7 @@ func checkLatin1FoldAfterName(t *testing.T, fx *expectedFixture) {
 }
 
 func checkWindows1252Sports(t *testing.T, fx *expectedFixture) {
+	t.Run("SplitFeed", func(t *testing.T) { feedWindows1252Sports(t, fx) })
 	if !bytes.Contains(fx.data, []byte("Augustine\x92s")) {
 		t.Error("no Windows-1252 apostrophe (0x92)")
 	}
@@ -730,6 +785,7 @@ func checkMultipleVCalendars(t *testing.T, fx *expectedFixture) {
 // --- feeds/
 
 func checkGooglePublicHolidays(t *testing.T, fx *expectedFixture) {
+	t.Run("SplitFeed", func(t *testing.T) { feedGooglePublicHolidays(t, fx) })
 	wantStream(t, fx.stream, 1, map[string]int{goical.CompEvent: 111}, 111)
 	if bytes.Contains(bytes.ReplaceAll(fx.data, []byte("\r\n"), nil), []byte("\n")) {
 		t.Error("a line ends with a bare LF; want CRLF throughout")
@@ -773,6 +829,7 @@ func checkGooglePublicHolidays(t *testing.T, fx *expectedFixture) {
 }
 
 func checkGoogleHuge(t *testing.T, fx *expectedFixture) {
+	t.Run("SplitFeed", func(t *testing.T) { feedGoogleHuge(t, fx) })
 	wantStream(t, fx.stream, 1, map[string]int{goical.CompEvent: 4778}, 4770)
 	masters := make(map[string]bool)
 	var overrides []string
@@ -934,6 +991,7 @@ func checkLibicalRecurErrors(t *testing.T, fx *expectedFixture) {
 // --- malformed/: lenient
 
 func checkMoonphase(t *testing.T, fx *expectedFixture) {
+	t.Run("SplitFeed", func(t *testing.T) { feedMoonphase(t, fx) })
 	if !fx.stream.Truncated || len(fx.stream.Cals) != 0 {
 		t.Errorf("stream: truncated %v, %d VCALENDARs; want truncated, 0", fx.stream.Truncated, len(fx.stream.Cals))
 	}
@@ -956,6 +1014,7 @@ func checkMoonphase(t *testing.T, fx *expectedFixture) {
 }
 
 func checkBigBadCalendar(t *testing.T, fx *expectedFixture) {
+	t.Run("SplitFeed", func(t *testing.T) { feedBigBadCalendar(t, fx) })
 	if countContentLines(fx.data, "END:VCALENDAR") != 0 || !fx.stream.Truncated {
 		t.Error("the file was expected to lack END:VCALENDAR")
 	}
@@ -1002,6 +1061,7 @@ func checkKOrganizerMixedCase(t *testing.T, fx *expectedFixture) {
 }
 
 func checkWhitespaceInNames(t *testing.T, fx *expectedFixture) {
+	t.Run("SplitFeed", func(t *testing.T) { feedWhitespaceInNames(t, fx) })
 	if !bytes.Contains(fx.data, []byte("\nREFRESH - INTERVAL; VALUE = DURATION:PT48H\n")) {
 		t.Error("no malformed REFRESH - INTERVAL line")
 	}
@@ -1015,6 +1075,7 @@ func checkWhitespaceInNames(t *testing.T, fx *expectedFixture) {
 }
 
 func checkRubyBadLine(t *testing.T, fx *expectedFixture) {
+	t.Run("SplitFeed", func(t *testing.T) { feedRubyBadLine(t, fx) })
 	if !bytes.Contains(fx.data, []byte("\nX-NO-VALUE\r\n")) {
 		t.Error("no X-NO-VALUE line")
 	}
@@ -1049,6 +1110,7 @@ func checkBrokenICal(t *testing.T, fx *expectedFixture) {
 }
 
 func checkGoogleParsingError(t *testing.T, fx *expectedFixture) {
+	t.Run("SplitFeed", func(t *testing.T) { feedGoogleParsingError(t, fx) })
 	wantStream(t, fx.stream, 1, map[string]int{goical.CompEvent: 2}, 0)
 	events := fx.stream.comps(goical.CompEvent)
 	for i, ev := range events {
@@ -1074,6 +1136,7 @@ func checkGoogleParsingError(t *testing.T, fx *expectedFixture) {
 }
 
 func checkInvalidRRuleFreq(t *testing.T, fx *expectedFixture) {
+	t.Run("SplitFeed", func(t *testing.T) { feedInvalidRRuleFreq(t, fx) })
 	wantStream(t, fx.stream, 1, map[string]int{goical.CompEvent: 1}, 1)
 	ev := onlyComp(t, fx.stream, goical.CompEvent)
 	if got := mustProp(t, ev, goical.PropUID); got != "test-123" {
@@ -1088,6 +1151,7 @@ func checkInvalidRRuleFreq(t *testing.T, fx *expectedFixture) {
 }
 
 func checkInvalidDuration(t *testing.T, fx *expectedFixture) {
+	t.Run("SplitFeed", func(t *testing.T) { feedInvalidDuration(t, fx) })
 	wantStream(t, fx.stream, 1, map[string]int{goical.CompEvent: 1}, 1)
 	v := mustProp(t, onlyComp(t, fx.stream, goical.CompEvent), goical.PropDuration)
 	if v != "P999999999999999999W" {
@@ -1106,6 +1170,7 @@ func checkInvalidDuration(t *testing.T, fx *expectedFixture) {
 }
 
 func checkGoogleBadRRule(t *testing.T, fx *expectedFixture) {
+	t.Run("SplitFeed", func(t *testing.T) { feedGoogleBadRRule(t, fx) })
 	wantStream(t, fx.stream, 1, map[string]int{goical.CompEvent: 3}, 3)
 	bad := 0
 	for _, ev := range fx.stream.comps(goical.CompEvent) {
@@ -1127,6 +1192,7 @@ func checkGoogleBadRRule(t *testing.T, fx *expectedFixture) {
 }
 
 func checkLargeFileLateError(t *testing.T, fx *expectedFixture) {
+	t.Run("SplitFeed", func(t *testing.T) { feedLargeFileLateError(t, fx) })
 	wantStream(t, fx.stream, 1, map[string]int{goical.CompEvent: 401}, 401)
 	var impossible []string
 	valid, double := 0, ""
@@ -1154,6 +1220,7 @@ func checkLargeFileLateError(t *testing.T, fx *expectedFixture) {
 }
 
 func checkLastFM(t *testing.T, fx *expectedFixture) {
+	t.Run("SplitFeed", func(t *testing.T) { feedLastFM(t, fx) })
 	if !bytes.Contains(fx.data, []byte("END:VEVENT\r\n\r\nBEGIN:VEVENT")) {
 		t.Error("no blank line between components")
 	}
@@ -1198,6 +1265,7 @@ func checkPHPiCalendar(t *testing.T, fx *expectedFixture) {
 }
 
 func checkSunbirdNoVersion(t *testing.T, fx *expectedFixture) {
+	t.Run("SplitFeed", func(t *testing.T) { feedSunbirdNoVersion(t, fx) })
 	wantStream(t, fx.stream, 1, map[string]int{goical.CompEvent: 7, goical.CompToDo: 3}, 10)
 	// EXPECTED.md (and SOURCES.md) say "no VERSION", but the file folds
 	// VERSION right after its name, which unfolds to VERSION:2.0. Assert
@@ -1232,10 +1300,12 @@ func checkSunbirdNoVersion(t *testing.T, fx *expectedFixture) {
 }
 
 func checkWithoutUID(t *testing.T, fx *expectedFixture) {
+	t.Run("SplitFeed", func(t *testing.T) { feedWithoutUID(t, fx) })
 	wantStream(t, fx.stream, 1, map[string]int{goical.CompEvent: 1}, 0)
 }
 
 func checkEndBeforeStart(t *testing.T, fx *expectedFixture) {
+	t.Run("SplitFeed", func(t *testing.T) { feedEndBeforeStart(t, fx) })
 	wantStream(t, fx.stream, 1, map[string]int{goical.CompEvent: 1}, 1)
 	ev := onlyComp(t, fx.stream, goical.CompEvent)
 	s, e := ev.Props.Get(goical.PropDateTimeStart), ev.Props.Get(goical.PropDateTimeEnd)
@@ -1251,6 +1321,7 @@ func checkEndBeforeStart(t *testing.T, fx *expectedFixture) {
 }
 
 func checkOutlook11FreebusyBadDates(t *testing.T, fx *expectedFixture) {
+	t.Run("SplitFeed", func(t *testing.T) { feedOutlook11FreebusyBadDates(t, fx) })
 	wantStream(t, fx.stream, 1, map[string]int{goical.CompFreeBusy: 1}, 0)
 	fb := onlyComp(t, fx.stream, goical.CompFreeBusy)
 	values := fb.Props.Values(goical.PropFreeBusy)
@@ -1310,8 +1381,307 @@ func checkGlowLongLines(t *testing.T, fx *expectedFixture) {
 }
 
 func checkInvalidExdate(t *testing.T, fx *expectedFixture) {
+	t.Run("SplitFeed", func(t *testing.T) { feedInvalidExdate(t, fx) })
 	wantStream(t, fx.stream, 1, map[string]int{goical.CompEvent: 1}, 1)
 	if n := len(onlyComp(t, fx.stream, goical.CompEvent).Props.Values(goical.PropExceptionDates)); n != 3 {
 		t.Errorf("%d EXDATEs, want 3", n)
 	}
+}
+
+// --- SplitFeed, the lenient feed reader
+
+// feedSummaries returns the SUMMARY of every component of the objects, in
+// feed order.
+func feedSummaries(t *testing.T, f feedResult) []string {
+	var out []string
+	for _, cs := range f.comps(t) {
+		for _, c := range cs {
+			if p := c.Props.Get(goical.PropSummary); p != nil {
+				out = append(out, p.Value)
+			}
+		}
+	}
+	return out
+}
+
+// feedCompCount counts the components of the objects by name.
+func feedCompCount(t *testing.T, f feedResult) map[string]int {
+	n := make(map[string]int)
+	for _, cs := range f.comps(t) {
+		for _, c := range cs {
+			n[c.Name]++
+		}
+	}
+	return n
+}
+
+// wantSynthesisedUIDs checks that every object has a calgate- UID and that
+// a second SplitFeed of the same bytes gives the same ones.
+func wantSynthesisedUIDs(t *testing.T, fx *expectedFixture) {
+	t.Helper()
+	again, _, err := new(Zones).SplitFeed(fx.data)
+	if err != nil || len(again) != len(fx.feed.objs) {
+		t.Fatalf("second SplitFeed: %d objects, %v", len(again), err)
+	}
+	for i, o := range fx.feed.objs {
+		if !regexp.MustCompile(`^calgate-[0-9a-f]{64}(-\d+)?$`).MatchString(o.UID) {
+			t.Errorf("UID %q is not a synthesised one", o.UID)
+		}
+		if again[i].UID != o.UID || again[i].Name != o.Name || again[i].Identity != o.Identity {
+			t.Errorf("object %d: UID %q, then %q on a second SplitFeed", i, o.UID, again[i].UID)
+		}
+	}
+}
+
+func feedLatin1(t *testing.T, fx *expectedFixture) {
+	wantFeed(t, fx.feed, 7)
+	if !fx.feed.warned("Windows-1252") {
+		t.Errorf("no warning about the encoding in %q", fx.feed.warns)
+	}
+	if n := feedCompCount(t, fx.feed); n[goical.CompToDo] != 1 || n[goical.CompEvent] != 6 {
+		t.Errorf("components %v, want 1 VTODO and 6 VEVENTs", n)
+	}
+	if !slicesContains(feedSummaries(t, fx.feed), "Städa garaget") {
+		t.Errorf("no SUMMARY Städa garaget in %q", feedSummaries(t, fx.feed))
+	}
+	// The same objects as from the BOM file (UTF-8).
+	bomFile, err := os.ReadFile(filepath.Join(expectedFixtureDir(t), "encoding", "bom-fold-after-name-sunbird.ics"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _, err := new(Zones).SplitFeed(bomFile)
+	if err != nil || len(want) != len(fx.feed.objs) {
+		t.Fatalf("BOM file: %d objects, %v", len(want), err)
+	}
+	for i := range want {
+		if !bytes.Equal(want[i].Data, fx.feed.objs[i].Data) {
+			t.Errorf("object %d differs from the BOM file's", i)
+		}
+	}
+}
+
+func feedWindows1252Sports(t *testing.T, fx *expectedFixture) {
+	wantFeed(t, fx.feed, 40)
+	wantSynthesisedUIDs(t, fx)
+	if s := feedSummaries(t, fx.feed); len(s) == 0 || s[0] != "UNC vs. St. Augustine’s (exhibition)" {
+		t.Errorf("first SUMMARY %q", s)
+	}
+	if !fx.feed.warned("Windows-1252") || !fx.feed.warned("derived from the content") {
+		t.Errorf("want warnings about the encoding and the UIDs; got %q", fx.feed.warns)
+	}
+}
+
+func feedGooglePublicHolidays(t *testing.T, fx *expectedFixture) {
+	wantFeed(t, fx.feed, 111)
+	uids := make(map[string]bool)
+	for _, o := range fx.feed.objs {
+		uids[o.UID] = true
+		if o.Component != goical.CompEvent {
+			t.Errorf("%s: %s", o.UID, o.Component)
+		}
+	}
+	if len(uids) != 111 || len(fx.feed.warns) != 0 {
+		t.Errorf("%d UIDs, warnings %q; want 111 and none", len(uids), fx.feed.warns)
+	}
+}
+
+func feedGoogleHuge(t *testing.T, fx *expectedFixture) {
+	wantFeed(t, fx.feed, 4770)
+	events, overridesIn := 0, 0
+	for _, cs := range fx.feed.comps(t) {
+		masters, overrides := 0, 0
+		for _, c := range cs {
+			events++
+			if c.Props.Get(goical.PropRecurrenceID) != nil {
+				overrides++
+			} else {
+				masters++
+			}
+		}
+		if masters != 1 {
+			t.Errorf("an object with %d masters", masters)
+		}
+		overridesIn += overrides
+	}
+	// Every object has its master, so the 8 overrides sit in their masters' objects.
+	if events != 4778 || overridesIn != 8 {
+		t.Errorf("%d VEVENTs (%d overrides) in the objects, want all 4778 (8)", events, overridesIn)
+	}
+}
+
+func feedMoonphase(t *testing.T, fx *expectedFixture) {
+	wantFeed(t, fx.feed, 41)
+	if !fx.feed.warned("truncated") {
+		t.Errorf("no truncation warning in %q", fx.feed.warns)
+	}
+	wantSynthesisedUIDs(t, fx)
+}
+
+func feedBigBadCalendar(t *testing.T, fx *expectedFixture) {
+	wantFeed(t, fx.feed, 0)
+	if !fx.feed.warned("no DTSTART") || !fx.feed.warned("truncated") {
+		t.Errorf("want the 20 empty VEVENTs and the missing END:VCALENDAR reported; got %q", fx.feed.warns)
+	}
+}
+
+func feedWhitespaceInNames(t *testing.T, fx *expectedFixture) {
+	wantFeed(t, fx.feed, 1)
+	if len(fx.feed.objs) == 1 && fx.feed.objs[0].UID != "issue-351@example.com" {
+		t.Errorf("UID %q", fx.feed.objs[0].UID)
+	}
+	if !fx.feed.warned(`malformed name "REFRESH - INTERVAL"`) || strings.Contains(fx.feed.data(), "REFRESH") {
+		t.Errorf("the REFRESH - INTERVAL line should be skipped and reported; warnings %q", fx.feed.warns)
+	}
+}
+
+func feedRubyBadLine(t *testing.T, fx *expectedFixture) {
+	wantFeed(t, fx.feed, 1)
+	if len(fx.feed.objs) == 1 && fx.feed.objs[0].UID != "bsuidfortestabc123" {
+		t.Errorf("UID %q", fx.feed.objs[0].UID)
+	}
+	if !fx.feed.warned("no colon") || strings.Contains(fx.feed.data(), "X-NO-VALUE") {
+		t.Errorf("X-NO-VALUE should be skipped and reported; warnings %q", fx.feed.warns)
+	}
+}
+
+// feedInstances expands every object in full and returns the numbers of
+// instances, object by object.
+func feedInstances(t *testing.T, f feedResult) []int {
+	t.Helper()
+	var out []int
+	z := new(Zones)
+	for _, o := range f.objs {
+		cal, err := Parse(o.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var comps []*goical.Component
+		for _, c := range cal.Children {
+			if c.Name != goical.CompTimezone {
+				comps = append(comps, c)
+			}
+		}
+		exp, err := z.For(cal.Component).Expand(comps, ExpandOptions{})
+		if err != nil {
+			t.Fatalf("%s: Expand: %v", o.UID, err)
+		}
+		out = append(out, len(exp.Instances))
+	}
+	return out
+}
+
+func feedGoogleParsingError(t *testing.T, fx *expectedFixture) {
+	wantFeed(t, fx.feed, 2)
+	wantSynthesisedUIDs(t, fx)
+	if got := fmt.Sprint(feedInstances(t, fx.feed)); got != "[20 20]" {
+		t.Errorf("instances %s, want [20 20]", got)
+	}
+	if strings.Contains(fx.feed.data(), "EXDATE;VALUE=DATE:\r\n") {
+		t.Error("the empty EXDATE was kept")
+	}
+}
+
+func feedInvalidRRuleFreq(t *testing.T, fx *expectedFixture) {
+	wantFeed(t, fx.feed, 1)
+	if len(fx.feed.objs) != 1 {
+		return
+	}
+	o := fx.feed.objs[0]
+	if o.UID != "test-123" || strings.Contains(fx.feed.data(), "RRULE") {
+		t.Errorf("UID %q; RRULE kept: %v", o.UID, strings.Contains(fx.feed.data(), "RRULE"))
+	}
+	if !o.Start.Equal(time.Date(2025, 1, 1, 10, 0, 0, 0, time.UTC)) {
+		t.Errorf("Start %v", o.Start)
+	}
+	if got := fmt.Sprint(feedInstances(t, fx.feed)); got != "[1]" {
+		t.Errorf("instances %s, want a single one", got)
+	}
+}
+
+func feedInvalidDuration(t *testing.T, fx *expectedFixture) {
+	wantFeed(t, fx.feed, 1)
+	if strings.Contains(fx.feed.data(), "DURATION") || !fx.feed.warned("DURATION") {
+		t.Errorf("the DURATION should be dropped and reported; warnings %q", fx.feed.warns)
+	}
+}
+
+func feedGoogleBadRRule(t *testing.T, fx *expectedFixture) {
+	wantFeed(t, fx.feed, 3)
+	if strings.Contains(fx.feed.data(), "AnythingRandom") || !fx.feed.warned("AnythingRandom") {
+		t.Error("the stray rule part should be removed and reported")
+	}
+}
+
+func feedLargeFileLateError(t *testing.T, fx *expectedFixture) {
+	// The 6 events with impossible DTSTARTs are dropped and reported; the
+	// one with two DTSTARTs keeps the first.
+	wantFeed(t, fx.feed, 395)
+	for _, d := range []string{"20240230", "20240231", "20240431", "20240631", "20240931", "20241131"} {
+		if !fx.feed.warned(d) {
+			t.Errorf("the impossible date %s is not reported", d)
+		}
+	}
+	for _, cs := range fx.feed.comps(t) {
+		for _, c := range cs {
+			if uid := mustProp(t, c, goical.PropUID); uid == "event_error@example.com" && len(c.Props.Values(goical.PropDateTimeStart)) != 1 {
+				t.Errorf("%s: %d DTSTARTs", uid, len(c.Props.Values(goical.PropDateTimeStart)))
+			}
+		}
+	}
+	if !fx.feed.warned("second DTSTART") {
+		t.Error("the second DTSTART is not reported")
+	}
+}
+
+func feedLastFM(t *testing.T, fx *expectedFixture) {
+	wantFeed(t, fx.feed, 33)
+	geo, all := strings.Count(fx.feed.data(), "\nGEO:"), len(rawProps(fx.data, "GEO"))
+	if strings.Contains(fx.feed.data(), "GEO:;") || geo != all-1 || !fx.feed.warned("GEO") {
+		t.Errorf("%d of %d GEO lines kept; want all but `GEO:;`, reported", geo, all)
+	}
+}
+
+func feedSunbirdNoVersion(t *testing.T, fx *expectedFixture) {
+	wantFeed(t, fx.feed, 10)
+	if n := feedCompCount(t, fx.feed); n[goical.CompEvent] != 7 || n[goical.CompToDo] != 3 {
+		t.Errorf("components %v, want 7 VEVENTs and 3 VTODOs", n)
+	}
+	if strings.Contains(fx.feed.data(), "-0011130") || !fx.feed.warned("-0011130T100000") {
+		t.Error("the negative-year DTSTART/DUE should be dropped and reported")
+	}
+}
+
+func feedWithoutUID(t *testing.T, fx *expectedFixture) {
+	wantFeed(t, fx.feed, 1)
+	wantSynthesisedUIDs(t, fx)
+}
+
+func feedOutlook11FreebusyBadDates(t *testing.T, fx *expectedFixture) {
+	wantFeed(t, fx.feed, 1)
+	if n := feedCompCount(t, fx.feed); n[goical.CompFreeBusy] != 1 {
+		t.Errorf("components %v, want the VFREEBUSY", n)
+	}
+	if strings.Contains(fx.feed.data(), "\nFREEBUSY") || !fx.feed.warned("FREEBUSY") {
+		t.Error("the FREEBUSY values with 7-digit dates should be dropped and reported")
+	}
+}
+
+func feedEndBeforeStart(t *testing.T, fx *expectedFixture) {
+	wantFeed(t, fx.feed, 1)
+}
+
+func feedInvalidExdate(t *testing.T, fx *expectedFixture) {
+	wantFeed(t, fx.feed, 1)
+	if n := strings.Count(fx.feed.data(), "\nEXDATE"); n != 3 {
+		t.Errorf("%d EXDATEs kept, want 3", n)
+	}
+}
+
+func slicesContains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
 }
