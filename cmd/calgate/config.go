@@ -97,9 +97,9 @@ type CalendarConfig struct {
 	// Components restricts the component types the calendar accepts.
 	// Default: [VEVENT, VTODO, VJOURNAL].
 	Components []string `yaml:"components"`
-	// CalDAV mirrors one upstream CalDAV collection. Not supported yet.
+	// CalDAV mirrors one upstream CalDAV collection, two-way.
 	CalDAV *CalDAVSourceConfig `yaml:"caldav"`
-	// ICS mirrors a published .ics URL, read-only. Not supported yet.
+	// ICS mirrors a published .ics URL; clients may only read it.
 	ICS *ICSSourceConfig `yaml:"ics"`
 	// Merge is a read-only union of other calendars of the same user.
 	// Not supported yet.
@@ -292,6 +292,17 @@ func (c *Config) Defaults() {
 			for k, comp := range cal.Components {
 				cal.Components[k] = strings.ToUpper(strings.TrimSpace(comp))
 			}
+			if cal.CalDAV != nil {
+				if cal.CalDAV.Interval == 0 {
+					cal.CalDAV.Interval = defaultCalDAVInterval
+				}
+				if cal.CalDAV.Conflict == "" {
+					cal.CalDAV.Conflict = conflictUpstreamWins
+				}
+			}
+			if cal.ICS != nil && cal.ICS.Interval == 0 {
+				cal.ICS.Interval = defaultICSInterval
+			}
 		}
 	}
 }
@@ -400,11 +411,27 @@ func (c *Config) Validate() error {
 				}
 				seen[comp] = true
 			}
+			sources := 0
 			if cal.CalDAV != nil {
-				add(fmt.Errorf("%s: %w", cwhere, notSupported("caldav sources")))
+				sources++
+				for _, err := range cal.CalDAV.validate() {
+					add(fmt.Errorf("%s: caldav: %w", cwhere, err))
+				}
 			}
 			if cal.ICS != nil {
-				add(fmt.Errorf("%s: %w", cwhere, notSupported("ics sources")))
+				sources++
+				if err := checkURL(cal.ICS.URL); err != nil {
+					add(fmt.Errorf("%s: ics: %w", cwhere, err))
+				}
+				if cal.ICS.Interval < minInterval {
+					add(fmt.Errorf("%s: ics: interval %s is shorter than %s", cwhere, cal.ICS.Interval, minInterval))
+				}
+			}
+			if cal.Merge != nil {
+				sources++
+			}
+			if sources > 1 {
+				add(fmt.Errorf("%s: a calendar has at most one of caldav, ics and merge", cwhere))
 			}
 			if cal.Merge != nil {
 				add(fmt.Errorf("%s: %w", cwhere, notSupported("merged calendars")))
@@ -424,4 +451,69 @@ func (c *Config) CountCalendars() int {
 		n += len(u.Calendars)
 	}
 	return n
+}
+
+// Source defaults and limits.
+const (
+	defaultCalDAVInterval = 5 * time.Minute
+	defaultICSInterval    = time.Hour
+	minInterval           = 10 * time.Second
+	conflictUpstreamWins  = "upstream-wins"
+	conflictLocalWins     = "local-wins"
+)
+
+// checkURL reports why s is not an absolute http(s) URL, or nil.
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("url %q: want an absolute http or https URL", s)
+	}
+	return nil
+}
+
+// validate lists the problems of a CalDAV source, including a password
+// that cannot be read (a missing secret is a start-up error).
+func (c *CalDAVSourceConfig) validate() []error {
+	var errs []error
+	if err := checkURL(c.URL); err != nil {
+		errs = append(errs, err)
+	}
+	if c.PasswordEnv != "" && c.PasswordFile != "" {
+		errs = append(errs, errors.New("set only one of password_env and password_file"))
+	}
+	if c.Username != "" && c.PasswordEnv == "" && c.PasswordFile == "" {
+		errs = append(errs, errors.New("username is set but neither password_env nor password_file"))
+	}
+	if c.Username != "" || c.PasswordEnv != "" || c.PasswordFile != "" {
+		if _, err := c.password(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Conflict != conflictUpstreamWins && c.Conflict != conflictLocalWins {
+		errs = append(errs, fmt.Errorf("conflict %q: want %s or %s", c.Conflict, conflictUpstreamWins, conflictLocalWins))
+	}
+	if c.Interval < minInterval {
+		errs = append(errs, fmt.Errorf("interval %s is shorter than %s", c.Interval, minInterval))
+	}
+	return errs
+}
+
+// password reads the source's password from its environment variable or
+// file. The value is never logged.
+func (c *CalDAVSourceConfig) password() (string, error) {
+	switch {
+	case c.PasswordEnv != "":
+		v, ok := os.LookupEnv(c.PasswordEnv)
+		if !ok || v == "" {
+			return "", fmt.Errorf("password_env: environment variable %s is not set (export it before starting calgate)", c.PasswordEnv)
+		}
+		return v, nil
+	case c.PasswordFile != "":
+		b, err := os.ReadFile(c.PasswordFile)
+		if err != nil {
+			return "", fmt.Errorf("password_file: %w", err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	return "", nil
 }

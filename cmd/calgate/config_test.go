@@ -167,7 +167,7 @@ users:
 			want: []string{`users[0] "alice": password_hash is not a bcrypt hash`},
 		},
 		{
-			name: "caldav not supported",
+			name: "caldav password missing",
 			yml: `
 users:
   - name: alice
@@ -177,14 +177,44 @@ users:
         caldav:
           url: "https://dav.example.com/calendars/alice/work/"
           username: alice
-          password_env: WORK_PASSWORD
-          interval: 5m
-          conflict: upstream-wins
+          password_env: CALGATE_TEST_UNSET_PASSWORD
 `,
-			want: []string{`users[0] "alice": calendar "work": caldav sources are not supported yet in this version (remove the key or see the README)`},
+			want: []string{`users[0] "alice": calendar "work": caldav: password_env: environment variable CALGATE_TEST_UNSET_PASSWORD is not set`},
 		},
 		{
-			name: "ics, merge, accounts and feeds not supported",
+			name: "caldav bad values",
+			yml: `
+users:
+  - name: alice
+    password_hash: "HASH"
+    calendars:
+      - id: work
+        caldav:
+          url: "ftp://dav.example.com/"
+          conflict: both-win
+          interval: 1s
+`,
+			want: []string{
+				`calendar "work": caldav: url "ftp://dav.example.com/": want an absolute http or https URL`,
+				`calendar "work": caldav: conflict "both-win": want upstream-wins or local-wins`,
+				`calendar "work": caldav: interval 1s is shorter than 10s`,
+			},
+		},
+		{
+			name: "one source per calendar",
+			yml: `
+users:
+  - name: alice
+    password_hash: "HASH"
+    calendars:
+      - id: both
+        ics: {url: "https://example.com/a.ics"}
+        caldav: {url: "https://dav.example.com/"}
+`,
+			want: []string{`calendar "both": a calendar has at most one of caldav, ics and merge`},
+		},
+		{
+			name: "merge, accounts and feeds not supported",
 			yml: `
 users:
   - name: alice
@@ -207,7 +237,6 @@ feeds:
     tokens_env: ALICE_BUSY_TOKENS
 `,
 			want: []string{
-				`calendar "holidays": ics sources are not supported yet`,
 				`calendar "everything": merged calendars are not supported yet`,
 				`users[0] "alice": accounts: upstream accounts are not supported yet`,
 				`feeds: merged feeds are not supported yet`,
@@ -455,5 +484,48 @@ func TestHashPasswordCommand(t *testing.T) {
 	stdout.Reset()
 	if code := run([]string{"hash-password"}, strings.NewReader("\n"), &stdout, &stderr); code != 1 || stdout.Len() != 0 {
 		t.Errorf("empty password: exit %d, stdout %q; want 1 and nothing", code, stdout.String())
+	}
+}
+
+func TestConfigSources(t *testing.T) {
+	t.Setenv("CALGATE_TEST_PASSWORD", "s3cret")
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pwFile, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	yml := strings.ReplaceAll(`
+users:
+  - name: alice
+    password_hash: "HASH"
+    calendars:
+      - id: work
+        caldav: {url: "https://dav.example.com/alice/work/", username: alice, password_env: CALGATE_TEST_PASSWORD}
+      - id: team
+        caldav: {url: "http://127.0.0.1:5232/team/", username: alice, password_file: PWFILE, conflict: local-wins, interval: 1m}
+      - id: holidays
+        ics: {url: "https://example.com/holidays.ics"}
+`, "PWFILE", pwFile)
+	cfg, err := ParseConfig(strings.NewReader(strings.ReplaceAll(yml, "HASH", testHash)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cals := cfg.Users[0].Calendars
+	if cals[0].CalDAV.Interval != defaultCalDAVInterval || cals[0].CalDAV.Conflict != conflictUpstreamWins || cals[2].ICS.Interval != defaultICSInterval {
+		t.Fatalf("defaults not applied: %+v %+v", cals[0].CalDAV, cals[2].ICS)
+	}
+	if pw, err := cals[0].CalDAV.password(); err != nil || pw != "s3cret" {
+		t.Fatalf("password_env: %q %v", pw, err)
+	}
+	if pw, err := cals[1].CalDAV.password(); err != nil || pw != "from-file" {
+		t.Fatalf("password_file: %q %v", pw, err)
+	}
+	for i, want := range []string{calendarKindCalDAV, calendarKindCalDAV, calendarKindICS} {
+		if got := calendarKind(cals[i]); got != want {
+			t.Fatalf("calendar %d kind %q, want %q", i, got, want)
+		}
 	}
 }

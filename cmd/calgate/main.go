@@ -27,6 +27,8 @@ import (
 
 	"github.com/calgate/calgate/cache"
 	"github.com/calgate/calgate/gateway"
+	"github.com/calgate/calgate/ical"
+	"github.com/calgate/calgate/upstream"
 )
 
 // Server timeouts and the shutdown grace period.
@@ -52,6 +54,8 @@ Usage:
   calgate [serve] [-config FILE] [-log-level LEVEL]
   calgate check-config [-config FILE]
   calgate hash-password
+  calgate sync [-config FILE] [SOURCE ...]
+  calgate status [-config FILE]
   calgate help [SUBCOMMAND]
 
 Subcommands:
@@ -62,6 +66,12 @@ Subcommands:
   hash-password  Read a password and print its bcrypt hash for the
                  password_hash key. Reads one line from standard input when
                  it is not a terminal, else prompts twice without echo.
+  sync           Sync every mirrored calendar (or the SOURCEs named, as
+                 USER/CALENDAR) once now, with a line per source, then exit.
+                 Pushes pending local writes first. Needs the data file,
+                 so stop a running calgate first.
+  status         Print each source's health as a table: last success,
+                 consecutive failures, pending writes, conflicts, last error.
 
 Flags (serve, check-config):
   -config FILE       config file (default "gateway.yaml")
@@ -75,6 +85,8 @@ Examples:
   calgate serve -config /etc/calgate/gateway.yaml -log-level debug
   calgate hash-password                      # prompts
   printf '%s\n' "$PASSWORD" | calgate hash-password
+  calgate sync alice/holidays                # one source, now
+  calgate status
 
 Clients connect to base_url (e.g. http://127.0.0.1:8080/); discovery starts
 at /.well-known/caldav. See gateway.yaml.example for every config key.
@@ -100,6 +112,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdCheckConfig(args, stdout, stderr)
 	case "hash-password":
 		return cmdHashPassword(args, stdin, stdout, stderr)
+	case "sync":
+		return cmdSync(args, stdout, stderr)
+	case "status":
+		return cmdStatus(args, stdout, stderr)
 	case "help":
 		io.WriteString(stdout, usageText)
 		return 0
@@ -121,6 +137,8 @@ func isHelpFlag(s string) bool {
 type commonFlags struct {
 	config   string
 	logLevel string
+	level    slog.Level
+	args     []string // positional arguments (only sync takes any)
 }
 
 // newFlagSet returns a flag set for subcommand name that prints the full
@@ -145,10 +163,17 @@ func parseFlags(name string, args []string, stderr io.Writer) (commonFlags, int,
 		}
 		return f, 2, false
 	}
-	if fs.NArg() > 0 {
+	if fs.NArg() > 0 && name != "sync" {
 		fmt.Fprintf(stderr, "calgate %s: unexpected argument %q\n", name, fs.Arg(0))
 		return f, 2, false
 	}
+	f.args = fs.Args()
+	level, err := parseLevel(f.logLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "calgate: %v\n", err)
+		return f, 2, false
+	}
+	f.level = level
 	return f, 0, true
 }
 
@@ -213,12 +238,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	level, err := parseLevel(f.logLevel)
-	if err != nil {
-		fmt.Fprintf(stderr, "calgate: %v\n", err)
-		return 2
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := newLogger(stderr, f.level)
 	cfg := loadValidConfig(f.config, stderr)
 	if cfg == nil {
 		return 1
@@ -251,12 +271,9 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	defer ln.Close() // Serve closes it too; this covers the early returns below
 
-	store, err := cache.Open(cfg.Data, cache.Options{Logger: log.With("component", "cache")})
+	store, err := openStore(cfg, log)
 	if err != nil {
-		if errors.Is(err, cache.ErrLocked) {
-			return fmt.Errorf("data file %s is in use by another process (stop the other calgate, or change `data` in the config): %w", cfg.Data, err)
-		}
-		return fmt.Errorf("open data file %s: %w (check that its directory exists and is writable, or change `data` in the config)", cfg.Data, err)
+		return err
 	}
 	defer func() {
 		if err := store.Close(); err != nil {
@@ -272,11 +289,18 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	for _, u := range cfg.Users {
 		users = append(users, gateway.User{Name: u.Name, PasswordHash: u.PasswordHash})
 	}
+	// One HTTP client for every upstream; one engine runs the sources.
+	engine := upstream.NewEngine(upstream.EngineOptions{Store: store, Logger: log.With("component", "upstream")})
+	zones := new(ical.Zones)
+	if err := addSources(engine, cfg, store, upstream.NewHTTPClient(upstream.HTTPOptions{}), zones, log.With("component", "upstream")); err != nil {
+		return err
+	}
 	h, err := gateway.New(gateway.Options{
 		Store:           store,
 		Users:           users,
 		Logger:          log.With("component", "gateway"),
 		MaxResourceSize: cfg.MaxResourceSize,
+		OnChange:        engine.Kick,
 	})
 	if err != nil {
 		return fmt.Errorf("set up gateway: %w", err)
@@ -310,7 +334,9 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		}
 	}()
 	log.Info("calgate listening", "addr", addr, "base_url", baseURL, "tls", tlsConfig != nil,
-		"data", cfg.Data, "users", len(cfg.Users))
+		"data", cfg.Data, "users", len(cfg.Users), "sources", len(engine.Sources()))
+	engine.Start(ctx)
+	defer engine.Stop() // after the server has stopped, before the store closes
 
 	select {
 	case err := <-errc:
@@ -331,14 +357,45 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	return nil
 }
 
-// ensureCalendars creates each configured local calendar that the store
-// does not hold yet. Existing calendars are left as they are: after the
-// first start, clients own their properties (PROPPATCH).
+// newLogger is the text logger on stderr all subcommands use.
+func newLogger(stderr io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// openStore opens the data file, with errors that say what to do.
+func openStore(cfg *Config, log *slog.Logger) (*cache.Store, error) {
+	store, err := cache.Open(cfg.Data, cache.Options{Logger: log.With("component", "cache")})
+	if err != nil {
+		if errors.Is(err, cache.ErrLocked) {
+			return nil, fmt.Errorf("data file %s is in use by another process (stop the other calgate, or change `data` in the config): %w", cfg.Data, err)
+		}
+		return nil, fmt.Errorf("open data file %s: %w (check that its directory exists and is writable, or change `data` in the config)", cfg.Data, err)
+	}
+	return store, nil
+}
+
+// ensureCalendars creates each configured calendar that the store does
+// not hold yet, with the kind its config gives (local, caldav, ics).
+// Existing calendars keep their properties (after the first start,
+// clients own them through PROPPATCH), but follow a change of kind.
 func ensureCalendars(store *cache.Store, cfg *Config, log *slog.Logger) error {
 	for _, u := range cfg.Users {
 		for _, c := range u.Calendars {
-			_, err := store.GetCalendar(u.Name, c.ID)
+			kind, source := calendarKind(c), ""
+			if kind != calendarKindLocal {
+				source = sourceID(u.Name, c.ID)
+			}
+			cur, err := store.GetCalendar(u.Name, c.ID)
 			if err == nil {
+				if cur.Kind != kind || cur.Source != source {
+					if _, err := store.UpdateCalendar(u.Name, c.ID, func(cal *cache.Calendar) error {
+						cal.Kind, cal.Source = kind, source
+						return nil
+					}); err != nil {
+						return fmt.Errorf("update calendar %s/%s: %w", u.Name, c.ID, err)
+					}
+					log.Warn("calendar changed kind", "user", u.Name, "calendar", c.ID, "from", cur.Kind, "to", kind)
+				}
 				continue
 			}
 			if !errors.Is(err, cache.ErrNotFound) {
@@ -351,7 +408,8 @@ func ensureCalendars(store *cache.Store, cfg *Config, log *slog.Logger) error {
 				Description: c.Description,
 				Color:       c.Color,
 				Components:  append([]string(nil), c.Components...),
-				Kind:        calendarKindLocal,
+				Kind:        kind,
+				Source:      source,
 			})
 			if err != nil && !errors.Is(err, cache.ErrExists) {
 				return fmt.Errorf("create calendar %s/%s: %w", u.Name, c.ID, err)

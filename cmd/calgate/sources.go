@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/calgate/calgate/cache"
+	"github.com/calgate/calgate/ical"
+	"github.com/calgate/calgate/upstream"
+)
+
+// Calendar kinds (cache.Calendar.Kind) of mirrored calendars.
+const (
+	calendarKindCalDAV = "caldav"
+	calendarKindICS    = "ics"
+)
+
+// maxFeedBytes caps an upstream body (a feed or a multiget answer).
+const maxFeedBytes = 64 << 20
+
+// sourceID names the source of calendar user/cal in the store and logs.
+func sourceID(user, cal string) string { return user + "/" + cal }
+
+// calendarKind is the kind a configured calendar is stored with.
+func calendarKind(c CalendarConfig) string {
+	switch {
+	case c.CalDAV != nil:
+		return calendarKindCalDAV
+	case c.ICS != nil:
+		return calendarKindICS
+	}
+	return calendarKindLocal
+}
+
+// addSources builds a source for every mirrored calendar of cfg and adds
+// it to the engine.
+func addSources(engine *upstream.Engine, cfg *Config, store *cache.Store, client *http.Client, zones *ical.Zones, log *slog.Logger) error {
+	for _, u := range cfg.Users {
+		for _, c := range u.Calendars {
+			id := sourceID(u.Name, c.ID)
+			switch {
+			case c.CalDAV != nil:
+				pw, err := c.CalDAV.password()
+				if err != nil {
+					return fmt.Errorf("source %s: %w", id, err)
+				}
+				src := upstream.NewCalDAV(upstream.CalDAVOptions{
+					ID: id, User: u.Name, Calendar: c.ID,
+					URL: c.CalDAV.URL, Username: c.CalDAV.Username, Password: pw,
+					Client: client, Store: store, Zones: zones, Conflict: c.CalDAV.Conflict,
+					MaxBytes: maxFeedBytes, Logger: log.With("source", id),
+				})
+				engine.Add(src, u.Name, c.ID, c.CalDAV.Interval)
+			case c.ICS != nil:
+				src := upstream.NewICS(upstream.ICSOptions{
+					ID: id, User: u.Name, Calendar: c.ID, URL: c.ICS.URL,
+					Client: client, Store: store, Zones: zones, MaxBytes: maxFeedBytes, Logger: log.With("source", id),
+				})
+				engine.Add(src, u.Name, c.ID, c.ICS.Interval)
+			}
+		}
+	}
+	return nil
+}
+
+// cmdSync runs one sync of every source (or of the named ones) now, with
+// a line of progress per source, against the data file of a calgate that
+// is not running.
+func cmdSync(args []string, stdout, stderr io.Writer) int {
+	fl, code, ok := parseFlags("sync", args, stderr)
+	if !ok {
+		return code
+	}
+	cfg := loadValidConfig(fl.config, stderr)
+	if cfg == nil {
+		return 1
+	}
+	log := newLogger(stderr, fl.level)
+	store, err := openStore(cfg, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "calgate sync:", err)
+		return 1
+	}
+	defer store.Close()
+	if err := ensureCalendars(store, cfg, log); err != nil {
+		fmt.Fprintln(stderr, "calgate sync:", err)
+		return 1
+	}
+	engine := upstream.NewEngine(upstream.EngineOptions{Store: store, Logger: log})
+	if err := addSources(engine, cfg, store, upstream.NewHTTPClient(upstream.HTTPOptions{}), new(ical.Zones), log); err != nil {
+		fmt.Fprintln(stderr, "calgate sync:", err)
+		return 1
+	}
+	ids := engine.Sources()
+	slices.Sort(ids)
+	if want := fl.args; len(want) > 0 {
+		for _, id := range want {
+			if !slices.Contains(ids, id) {
+				fmt.Fprintf(stderr, "calgate sync: no source %q (sources: %s)\n", id, strings.Join(ids, ", "))
+				return 1
+			}
+		}
+		ids = want
+	}
+	if len(ids) == 0 {
+		fmt.Fprintln(stdout, "no sources configured (add caldav or ics to a calendar in the config)")
+		return 0
+	}
+	failed := 0
+	for i, id := range ids {
+		fmt.Fprintf(stdout, "[%d/%d] %s: syncing...", i+1, len(ids), id)
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		res, err := engine.SyncNow(ctx, id)
+		cancel()
+		if err != nil {
+			failed++
+			fmt.Fprintf(stdout, " failed after %s: %v\n", time.Since(start).Round(time.Millisecond), err)
+			continue
+		}
+		if res.NotModified {
+			fmt.Fprintf(stdout, " not modified (%s)\n", time.Since(start).Round(time.Millisecond))
+			continue
+		}
+		fmt.Fprintf(stdout, " %d stored, %d deleted, %d unchanged, %d quarantined, %d deletions held (%s)\n",
+			res.Put, res.Deleted, res.Unchanged, res.Quarantined, res.HeldDeletes, time.Since(start).Round(time.Millisecond))
+	}
+	if failed > 0 {
+		return 1
+	}
+	return 0
+}
+
+// cmdStatus prints every source's health from the data file.
+func cmdStatus(args []string, stdout, stderr io.Writer) int {
+	fl, code, ok := parseFlags("status", args, stderr)
+	if !ok {
+		return code
+	}
+	cfg := loadValidConfig(fl.config, stderr)
+	if cfg == nil {
+		return 1
+	}
+	store, err := openStore(cfg, newLogger(stderr, fl.level))
+	if err != nil {
+		fmt.Fprintln(stderr, "calgate status:", err)
+		return 1
+	}
+	defer store.Close()
+	return printStatus(store, cfg, time.Now(), stdout, stderr)
+}
+
+func printStatus(store *cache.Store, cfg *Config, now time.Time, stdout, stderr io.Writer) int {
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SOURCE\tKIND\tLAST SUCCESS\tFAILURES\tOUTBOX\tCONFLICTS\tLAST ERROR")
+	for _, u := range cfg.Users {
+		conflicts, err := store.ListConflicts(u.Name)
+		if err != nil {
+			fmt.Fprintln(stderr, "calgate status:", err)
+			return 1
+		}
+		for _, c := range u.Calendars {
+			kind := calendarKind(c)
+			if kind == calendarKindLocal {
+				continue
+			}
+			id := sourceID(u.Name, c.ID)
+			st, err := store.GetSource(id)
+			if err != nil && !errors.Is(err, cache.ErrNotFound) {
+				fmt.Fprintln(stderr, "calgate status:", err)
+				return 1
+			}
+			pending, err := store.PendingOutbox(u.Name, c.ID)
+			if err != nil {
+				fmt.Fprintln(stderr, "calgate status:", err)
+				return 1
+			}
+			n := 0
+			for _, cf := range conflicts {
+				if cf.Cal == c.ID {
+					n++
+				}
+			}
+			last := "never"
+			if !st.LastSuccess.IsZero() {
+				last = now.Sub(st.LastSuccess).Round(time.Second).String() + " ago"
+			}
+			lastErr := st.LastError
+			if lastErr == "" {
+				lastErr = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", id, kind, last, st.Failures, len(pending), n, lastErr)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return 1
+	}
+	return 0
+}

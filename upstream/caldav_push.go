@@ -1,0 +1,324 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+
+	"github.com/calgate/calgate/cache"
+	"github.com/calgate/calgate/ical"
+)
+
+// Conflict reasons recorded by Push.
+const (
+	reasonBothChanged      = "412 on push: modified on both sides"
+	reasonDeletedUpstream  = "deleted upstream, modified locally"
+	reasonDeletedLocally   = "deleted locally, modified upstream"
+	reasonUnreadableRemote = "upstream version cannot be stored"
+)
+
+// Push sends one outbox entry upstream and completes it in the store: a
+// "put" as a PUT of the object's current bytes with If-Match (or
+// If-None-Match: * for a new object), a "delete" as a DELETE with
+// If-Match. When the upstream changed too (412), the conflict policy
+// decides which version stays; the other one is recorded with
+// PutConflict, and a modification always survives a deletion on the
+// other side. Errors wrap ErrUnavailable when a later try may help; other
+// errors are permanent refusals, and the entry stays for the engine to
+// retry later.
+func (s *CalDAVSource) Push(ctx context.Context, e cache.OutboxEntry) error {
+	if s.err != nil {
+		return s.err
+	}
+	if e.User != s.opts.User || e.Cal != s.opts.Calendar {
+		return fmt.Errorf("caldav: source %s: outbox entry %d is for calendar %s/%s", s.opts.ID, e.Seq, e.User, e.Cal)
+	}
+	switch e.Op {
+	case "put":
+		return s.pushPut(ctx, e)
+	case "delete":
+		return s.pushDelete(ctx, e)
+	}
+	return fmt.Errorf("caldav: outbox entry %d: unknown op %q", e.Seq, e.Op)
+}
+
+// target returns the stored href of entry e and its absolute URL.
+func (s *CalDAVSource) target(e cache.OutboxEntry) (href, abs string) {
+	href = e.Href
+	if href == "" {
+		href = s.hrefOf(e.Name)
+	}
+	return href, s.resolve(href)
+}
+
+// conditional returns the precondition header for a write against base:
+// If-Match with the ETag as the upstream gave it, or If-None-Match: *
+// for a new object.
+func conditional(base string) http.Header {
+	if base == "" {
+		return http.Header{"If-None-Match": {"*"}}
+	}
+	return http.Header{"If-Match": {quoteETag(base)}}
+}
+
+func (s *CalDAVSource) pushPut(ctx context.Context, e cache.OutboxEntry) error {
+	local, err := s.store.GetObject(e.User, e.Cal, e.Name)
+	if errors.Is(err, cache.ErrNotFound) {
+		// A later local delete replaces a pending put, so this entry is
+		// stale; there is nothing left to send.
+		s.log.Warn("caldav push: object gone locally; dropping its put", "name", e.Name, "seq", e.Seq)
+		return dropped(s.store.DropOutbox(e.Seq))
+	}
+	if err != nil {
+		return err
+	}
+	href, abs := s.target(e)
+	code, etag, err := s.put(ctx, abs, local.Data, conditional(e.BaseETag))
+	if err != nil {
+		return err
+	}
+	if code == http.StatusPreconditionFailed || code == http.StatusNotFound {
+		return s.resolvePut(ctx, e, local, href, abs)
+	}
+	return s.complete(ctx, e, local, href, abs, etag)
+}
+
+// put sends data to abs with the precondition hdr. A 412 or 404 answer
+// is returned as its code; other failures as errors. etag is the new
+// upstream ETag from the response ("" if the server sent none).
+func (s *CalDAVSource) put(ctx context.Context, abs string, data []byte, hdr http.Header) (code int, etag string, err error) {
+	hdr = hdr.Clone()
+	hdr.Set("Content-Type", "text/calendar; charset=utf-8")
+	resp, _, err := s.request(ctx, http.MethodPut, abs, hdr, data, http.StatusPreconditionFailed, http.StatusNotFound)
+	if err != nil {
+		return 0, "", err
+	}
+	return resp.StatusCode, unquoteETag(resp.Header.Get("ETag")), nil
+}
+
+// complete records a successful put: the new upstream ETag (read back
+// with a PROPFIND if the response had none) goes with the entry's
+// completion, in one transaction.
+func (s *CalDAVSource) complete(ctx context.Context, e cache.OutboxEntry, local cache.Object, href, abs, etag string) error {
+	if etag == "" {
+		var err error
+		if etag, err = s.getETag(ctx, abs); err != nil {
+			// The write is upstream; an unknown ETag only costs a fetch
+			// at the next sync.
+			s.log.Warn("caldav push: cannot read the new etag", "name", e.Name, "err", err)
+		}
+	}
+	s.remember(e.Name, etag)
+	err := s.store.CompleteOutbox(e.Seq, local.ETag, href, etag)
+	if errors.Is(err, cache.ErrNotFound) {
+		// Replaced by a later local write while this one was on its
+		// way; that entry's push will meet our ETag (see remember).
+		s.log.Debug("caldav push: entry replaced while pushing", "name", e.Name, "seq", e.Seq)
+		return nil
+	}
+	return err
+}
+
+// remember notes the upstream ETag of calgate's own last write of name,
+// so that a later entry built on an older base, which then fails with
+// 412, is recognised as following our own write rather than a conflict.
+func (s *CalDAVSource) remember(name, etag string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if etag == "" {
+		delete(s.pushed, name)
+		return
+	}
+	s.pushed[name] = etag
+}
+
+// ours reports whether etag is that of calgate's own last write of name.
+func (s *CalDAVSource) ours(name, etag string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return etag != "" && s.pushed[name] == etag
+}
+
+// resolvePut handles a put refused because the upstream object is not
+// the one the local edit was based on.
+func (s *CalDAVSource) resolvePut(ctx context.Context, e cache.OutboxEntry, local cache.Object, href, abs string) error {
+	data, etag, found, err := s.get(ctx, abs)
+	if err != nil {
+		return err
+	}
+	if !found {
+		// Deleted upstream, modified locally: the modification survives.
+		code, newETag, err := s.put(ctx, abs, local.Data, conditional(""))
+		if err != nil {
+			return err
+		}
+		if code/100 != 2 {
+			return fmt.Errorf("%w: caldav: PUT %s: the object changed again upstream while resolving a conflict (%d)", ErrUnavailable, redact(abs), code)
+		}
+		if _, err := s.store.PutConflict(cache.Conflict{
+			User: e.User, Cal: e.Cal, Name: e.Name, Kept: "local", Reason: reasonDeletedUpstream,
+		}); err != nil {
+			return err
+		}
+		s.log.Warn("caldav push: conflict", "name", e.Name, "reason", reasonDeletedUpstream, "kept", "local")
+		return s.complete(ctx, e, local, href, abs, newETag)
+	}
+	if s.ours(e.Name, etag) || sameContent(data, local.Data) {
+		// Not a conflict: the upstream has calgate's own earlier write
+		// (the entry's base predates it), or already has these bytes (a
+		// push whose completion was lost in a crash).
+		if sameContent(data, local.Data) {
+			return s.complete(ctx, e, local, href, abs, etag)
+		}
+		return s.retryPut(ctx, e, local, href, abs, etag)
+	}
+	if s.opts.Conflict == ConflictLocalWins {
+		code, newETag, err := s.put(ctx, abs, local.Data, conditional(etag))
+		if err != nil {
+			return err
+		}
+		if code/100 != 2 {
+			return fmt.Errorf("%w: caldav: PUT %s: the object changed again upstream while resolving a conflict (%d)", ErrUnavailable, redact(abs), code)
+		}
+		if _, err := s.store.PutConflict(cache.Conflict{
+			User: e.User, Cal: e.Cal, Name: e.Name, Kept: "local",
+			LoserData: data, LoserETag: etag, Reason: reasonBothChanged,
+		}); err != nil {
+			return err
+		}
+		s.log.Warn("caldav push: conflict", "name", e.Name, "reason", reasonBothChanged, "kept", "local")
+		return s.complete(ctx, e, local, href, abs, newETag)
+	}
+	// upstream-wins: record the local version first, then replace it.
+	obj, err := s.objectFrom(e.Name, href, etag, data)
+	if err != nil {
+		return fmt.Errorf("caldav: %s: %s: %w; the local version is kept and not pushed", e.Name, reasonUnreadableRemote, err)
+	}
+	if _, err := s.store.PutConflict(cache.Conflict{
+		User: e.User, Cal: e.Cal, Name: e.Name, Kept: "upstream",
+		LoserData: local.Data, LoserETag: local.ETag, Reason: reasonBothChanged,
+	}); err != nil {
+		return err
+	}
+	if _, err := s.store.PutObjectUpstream(e.User, e.Cal, obj); err != nil {
+		return err
+	}
+	s.log.Warn("caldav push: conflict", "name", e.Name, "reason", reasonBothChanged, "kept", "upstream")
+	return dropped(s.store.DropOutbox(e.Seq))
+}
+
+// retryPut sends the entry again against the current upstream ETag, which
+// is calgate's own last write.
+func (s *CalDAVSource) retryPut(ctx context.Context, e cache.OutboxEntry, local cache.Object, href, abs, etag string) error {
+	code, newETag, err := s.put(ctx, abs, local.Data, conditional(etag))
+	if err != nil {
+		return err
+	}
+	if code/100 != 2 {
+		return fmt.Errorf("%w: caldav: PUT %s: the object changed upstream meanwhile (%d)", ErrUnavailable, redact(abs), code)
+	}
+	return s.complete(ctx, e, local, href, abs, newETag)
+}
+
+func (s *CalDAVSource) pushDelete(ctx context.Context, e cache.OutboxEntry) error {
+	_, abs := s.target(e)
+	var hdr http.Header
+	if e.BaseETag != "" {
+		hdr = conditional(e.BaseETag)
+	}
+	code, err := s.delete(ctx, abs, hdr)
+	if err != nil {
+		return err
+	}
+	if code != http.StatusPreconditionFailed {
+		return s.completeDelete(e)
+	}
+	data, etag, found, err := s.get(ctx, abs)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return s.completeDelete(e)
+	}
+	if s.ours(e.Name, etag) {
+		// The upstream has calgate's own last write: delete that.
+		code, err := s.delete(ctx, abs, conditional(etag))
+		if err != nil {
+			return err
+		}
+		if code == http.StatusPreconditionFailed {
+			return fmt.Errorf("%w: caldav: DELETE %s: the object changed upstream meanwhile", ErrUnavailable, redact(abs))
+		}
+		return s.completeDelete(e)
+	}
+	// Deleted locally, modified upstream: the modification survives,
+	// whatever the policy.
+	href, _ := s.target(e)
+	obj, err := s.objectFrom(e.Name, href, etag, data)
+	if err != nil {
+		return fmt.Errorf("caldav: %s: deleted locally but modified upstream, and the %s: %w", e.Name, reasonUnreadableRemote, err)
+	}
+	if _, err := s.store.PutObjectUpstream(e.User, e.Cal, obj); err != nil {
+		return err
+	}
+	if _, err := s.store.PutConflict(cache.Conflict{
+		User: e.User, Cal: e.Cal, Name: e.Name, Kept: "upstream", Reason: reasonDeletedLocally,
+	}); err != nil {
+		return err
+	}
+	s.log.Warn("caldav push: conflict", "name", e.Name, "reason", reasonDeletedLocally, "kept", "upstream")
+	return dropped(s.store.DropOutbox(e.Seq))
+}
+
+// delete sends a DELETE. 2xx, 404 and 410 (already gone) return 200;
+// 412 is returned as its code; other failures as errors.
+func (s *CalDAVSource) delete(ctx context.Context, abs string, hdr http.Header) (int, error) {
+	resp, _, err := s.request(ctx, http.MethodDelete, abs, hdr, nil, http.StatusPreconditionFailed, http.StatusNotFound, http.StatusGone)
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode == http.StatusPreconditionFailed {
+		return resp.StatusCode, nil
+	}
+	return http.StatusOK, nil
+}
+
+func (s *CalDAVSource) completeDelete(e cache.OutboxEntry) error {
+	s.remember(e.Name, "")
+	return dropped(s.store.CompleteOutbox(e.Seq, "", "", ""))
+}
+
+// dropped ignores ErrNotFound from completing or dropping an entry: a
+// later local write replaced it, and that one is pushed on its own.
+func dropped(err error) error {
+	if errors.Is(err, cache.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// sameContent reports whether two iCalendar texts have the same content
+// lines in any order: servers such as Radicale and Xandikos store a
+// re-serialised copy of what they were sent, with properties reordered.
+func sameContent(a, b []byte) bool {
+	if bytes.Equal(a, b) {
+		return true
+	}
+	la, lb := contentLines(a), contentLines(b)
+	return slices.Equal(la, lb)
+}
+
+func contentLines(data []byte) []string {
+	var out []string
+	for _, l := range bytes.Split(ical.Unfold(data), []byte("\n")) {
+		l = bytes.TrimRight(l, "\r")
+		if len(bytes.TrimSpace(l)) > 0 {
+			out = append(out, string(l))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
