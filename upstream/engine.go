@@ -53,6 +53,7 @@ type runner struct {
 	user, cal string
 	interval  time.Duration
 	kick      chan struct{} // buffered 1: a kick while syncing is kept, extra ones merge
+	stop      chan struct{} // closed by Remove
 
 	mu sync.Mutex // serialises syncs (the loop's and SyncNow's)
 }
@@ -75,7 +76,7 @@ func NewEngine(opts EngineOptions) *Engine {
 // Add registers src, which mirrors calendar user/cal, to be synced every
 // interval. Sources added after Start start at once.
 func (e *Engine) Add(src Source, user, cal string, interval time.Duration) {
-	r := &runner{src: src, user: user, cal: cal, interval: interval, kick: make(chan struct{}, 1)}
+	r := &runner{src: src, user: user, cal: cal, interval: interval, kick: make(chan struct{}, 1), stop: make(chan struct{})}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.runners[src.ID()] = r
@@ -117,6 +118,20 @@ func (e *Engine) Stop() {
 	e.wg.Wait()
 }
 
+// Remove stops and forgets source id (its loop ends after a sync in
+// progress); it reports whether there was one. Its stored state and
+// calendar are left to the caller.
+func (e *Engine) Remove(id string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, ok := e.runners[id]
+	if ok {
+		close(r.stop)
+		delete(e.runners, id)
+	}
+	return ok
+}
+
 // Kick asks the source of calendar user/cal to sync now (a local write is
 // waiting). It never blocks; calendars without a source are ignored.
 func (e *Engine) Kick(user, cal string) {
@@ -144,7 +159,7 @@ func (e *Engine) SyncNow(ctx context.Context, id string) (Result, error) {
 	if r == nil {
 		return Result{}, ErrUnknownSource
 	}
-	return e.syncOnce(ctx, r)
+	return e.syncOnce(ctx, r, true)
 }
 
 // Sources lists the ids of the registered sources.
@@ -165,15 +180,20 @@ func (e *Engine) loop(ctx context.Context, r *runner) {
 	failures := 0
 	for {
 		timer := time.NewTimer(delay)
+		kicked := false
 		select {
 		case <-ctx.Done():
 			timer.Stop()
 			return
+		case <-r.stop:
+			timer.Stop()
+			return
 		case <-r.kick:
 			timer.Stop()
+			kicked = true
 		case <-timer.C:
 		}
-		res, err := e.syncOnce(ctx, r)
+		res, err := e.syncOnce(ctx, r, kicked)
 		if ctx.Err() != nil {
 			return // cancellation is not a failure
 		}
@@ -194,12 +214,14 @@ func (e *Engine) loop(ctx context.Context, r *runner) {
 
 // syncOnce pushes pending writes, then pulls, and records a failure in
 // the source's stored state (a success is recorded by the source, in the
-// same transaction as the data).
-func (e *Engine) syncOnce(ctx context.Context, r *runner) (Result, error) {
+// same transaction as the data). With now set (a kick: a local write, or
+// a sync asked for by hand) writes waiting for their retry time are tried
+// at once too: the upstream may be back.
+func (e *Engine) syncOnce(ctx context.Context, r *runner, now bool) (Result, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if w, ok := r.src.(Writer); ok {
-		if err := e.drain(ctx, r, w); err != nil {
+		if err := e.drain(ctx, r, w, now); err != nil {
 			e.recordFailure(r, err)
 			return Result{}, err
 		}
@@ -214,14 +236,14 @@ func (e *Engine) syncOnce(ctx context.Context, r *runner) (Result, error) {
 // drain pushes the calendar's due outbox entries in order. It stops at
 // the first entry the upstream could not take because it is unavailable,
 // so that later writes are not sent before earlier ones.
-func (e *Engine) drain(ctx context.Context, r *runner, w Writer) error {
+func (e *Engine) drain(ctx context.Context, r *runner, w Writer, all bool) error {
 	entries, err := e.store.PendingOutbox(r.user, r.cal)
 	if err != nil {
 		return err
 	}
 	now := time.Now()
 	for _, entry := range entries {
-		if entry.NextTry.After(now) {
+		if entry.NextTry.After(now) && !all {
 			continue
 		}
 		if err := w.Push(ctx, entry); err != nil {

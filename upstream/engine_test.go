@@ -183,3 +183,23 @@ func TestEngineStopCancelsSync(t *testing.T) {
 		}
 	})
 }
+
+func TestEngineRemove(t *testing.T) {
+	st := openStore(t)
+	synctest.Test(t, func(t *testing.T) {
+		src := &fakeSource{id: "alice/gone"}
+		e := NewEngine(EngineOptions{Store: st})
+		e.Add(src, "alice", "gone", time.Hour)
+		e.Start(context.Background())
+		time.Sleep(time.Minute)
+		if !e.Remove("alice/gone") || e.Remove("alice/gone") {
+			t.Fatal("Remove should report the source once")
+		}
+		n := len(src.times())
+		time.Sleep(3 * time.Hour)
+		if len(src.times()) != n {
+			t.Fatal("a removed source kept syncing")
+		}
+		e.Stop()
+	})
+}
