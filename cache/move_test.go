@@ -65,3 +65,24 @@ func TestMoveObject(t *testing.T) {
 		t.Fatalf("missing source: %v", err)
 	}
 }
+
+func TestPutObjectUpstreamIf(t *testing.T) {
+	s := openTest(t, Options{})
+	mustCalendar(t, s, "alice", "c")
+	first := put(t, s, "c", "x.ics", "x", "local v1")
+	put(t, s, "c", "x.ics", "x", "local v2") // a client write after the decision
+	up := Object{Name: "x.ics", UID: "x", Component: "VEVENT", Data: []byte("upstream"), UpstreamETag: `"u"`}
+	if _, err := s.PutObjectUpstreamIf("alice", "c", up, PutConditions{IfMatch: first.ETag}); !errors.Is(err, ErrPrecondition) {
+		t.Fatalf("stale condition: %v", err)
+	}
+	if o, _ := s.GetObject("alice", "c", "x.ics"); string(o.Data) != "local v2" {
+		t.Fatalf("client write overwritten: %q", o.Data)
+	}
+	cur, _ := s.GetObject("alice", "c", "x.ics")
+	if _, err := s.PutObjectUpstreamIf("alice", "c", up, PutConditions{IfMatch: cur.ETag}); err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := s.GetObject("alice", "c", "x.ics"); string(o.Data) != "upstream" || o.UpstreamETag != `"u"` {
+		t.Fatalf("after a matching condition: %+v", o)
+	}
+}

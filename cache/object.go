@@ -122,7 +122,15 @@ func (s *Store) PutObject(user, cal string, obj Object, cond PutConditions) (Obj
 // (same transaction, revision bump and errors, with no preconditions),
 // except that UpstreamHref and UpstreamETag are taken from obj.
 func (s *Store) PutObjectUpstream(user, cal string, obj Object) (Object, error) {
-	out, _, err := s.putObjectTx(user, cal, obj, PutConditions{}, byUpstream)
+	return s.PutObjectUpstreamIf(user, cal, obj, PutConditions{})
+}
+
+// PutObjectUpstreamIf is PutObjectUpstream under cond, checked in the
+// write transaction: it lets a conflict resolution replace the local
+// version it decided about, and not a client write that arrived since
+// (ErrPrecondition then).
+func (s *Store) PutObjectUpstreamIf(user, cal string, obj Object, cond PutConditions) (Object, error) {
+	out, _, err := s.putObjectTx(user, cal, obj, cond, byUpstream)
 	return out, err
 }
 

@@ -203,7 +203,12 @@ func (s *CalDAVSource) resolvePut(ctx context.Context, e cache.OutboxEntry, loca
 	}); err != nil {
 		return err
 	}
-	if _, err := s.store.PutObjectUpstream(e.User, e.Cal, obj); err != nil {
+	if _, err := s.store.PutObjectUpstreamIf(e.User, e.Cal, obj, cache.PutConditions{IfMatch: local.ETag}); err != nil {
+		if errors.Is(err, cache.ErrPrecondition) {
+			// A client wrote again meanwhile: its write stands, with its
+			// own outbox entry, and is decided about when it is pushed.
+			return nil
+		}
 		return err
 	}
 	s.log.Warn("caldav push: conflict", "name", e.Name, "reason", reasonBothChanged, "kept", "upstream")
@@ -261,7 +266,10 @@ func (s *CalDAVSource) pushDelete(ctx context.Context, e cache.OutboxEntry) erro
 	if err != nil {
 		return fmt.Errorf("caldav: %s: deleted locally but modified upstream, and the %s: %w", e.Name, reasonUnreadableRemote, err)
 	}
-	if _, err := s.store.PutObjectUpstream(e.User, e.Cal, obj); err != nil {
+	if _, err := s.store.PutObjectUpstreamIf(e.User, e.Cal, obj, cache.PutConditions{IfNoneMatch: true}); err != nil {
+		if errors.Is(err, cache.ErrPrecondition) {
+			return nil // re-created by a client meanwhile: that write stands
+		}
 		return err
 	}
 	if _, err := s.store.PutConflict(cache.Conflict{
