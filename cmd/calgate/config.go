@@ -78,7 +78,7 @@ type UserConfig struct {
 	// merge is a local calendar, stored only in the data file.
 	Calendars []CalendarConfig `yaml:"calendars"`
 	// Accounts are upstream CalDAV accounts whose calendars are all
-	// mirrored. Not supported yet.
+	// mirrored, as "<account id>-<upstream collection name>".
 	Accounts []AccountConfig `yaml:"accounts"`
 }
 
@@ -147,7 +147,10 @@ type MergeConfig struct {
 type AccountConfig struct {
 	// ID prefixes the IDs of the discovered calendars.
 	ID string `yaml:"id"`
-	// CalDAV is the upstream account.
+	// CalDAV is the upstream account: url is where discovery starts (the
+	// server's root uses /.well-known/caldav), interval the poll interval
+	// of each discovered calendar (default 5m; the account itself is
+	// rediscovered every hour), conflict their policy.
 	CalDAV *CalDAVSourceConfig `yaml:"caldav"`
 }
 
@@ -304,6 +307,18 @@ func (c *Config) Defaults() {
 				cal.ICS.Interval = defaultICSInterval
 			}
 		}
+		for j := range c.Users[i].Accounts {
+			if dav := c.Users[i].Accounts[j].CalDAV; dav != nil {
+				// Interval is the poll interval of every discovered
+				// calendar, as for a single one.
+				if dav.Interval == 0 {
+					dav.Interval = defaultCalDAVInterval
+				}
+				if dav.Conflict == "" {
+					dav.Conflict = conflictUpstreamWins
+				}
+			}
+		}
 	}
 }
 
@@ -383,9 +398,6 @@ func (c *Config) Validate() error {
 				add(fmt.Errorf("%s: password_hash is not a bcrypt hash (create one with `calgate hash-password`)", where))
 			}
 		}
-		if len(u.Accounts) > 0 {
-			add(fmt.Errorf("%s: accounts: %w", where, notSupported("upstream accounts")))
-		}
 
 		cals := make(map[string]int, len(u.Calendars))
 		for j, cal := range u.Calendars {
@@ -437,11 +449,45 @@ func (c *Config) Validate() error {
 				add(fmt.Errorf("%s: %w", cwhere, notSupported("merged calendars")))
 			}
 		}
+		for _, err := range validateAccounts(where, u.Accounts, cals) {
+			add(err)
+		}
 	}
 	if len(c.Feeds) > 0 {
 		add(fmt.Errorf("feeds: %w", notSupported("merged feeds")))
 	}
 	return errors.Join(errs...)
+}
+
+// validateAccounts lists the problems of a user's accounts: where names
+// the user, cals holds the ids of the user's calendars. An account's id is
+// checked like a calendar id and must differ from them (the account's sync
+// state is kept under "<user>/<id>", as a calendar's source is).
+func validateAccounts(where string, accounts []AccountConfig, cals map[string]int) []error {
+	var errs []error
+	ids := make(map[string]int, len(accounts))
+	for k, acc := range accounts {
+		awhere := fmt.Sprintf("%s: accounts[%d]", where, k)
+		if err := checkID("id", acc.ID); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", awhere, err))
+		} else if prev, dup := ids[acc.ID]; dup {
+			errs = append(errs, fmt.Errorf("%s: duplicate account id %q (also accounts[%d])", awhere, acc.ID, prev))
+		} else {
+			ids[acc.ID] = k
+			awhere = fmt.Sprintf("%s: account %q", where, acc.ID)
+			if j, clash := cals[acc.ID]; clash {
+				errs = append(errs, fmt.Errorf("%s: id is also the id of calendars[%d]; give the account another id", awhere, j))
+			}
+		}
+		if acc.CalDAV == nil {
+			errs = append(errs, fmt.Errorf("%s: caldav is missing (url, and username with password_env or password_file)", awhere))
+			continue
+		}
+		for _, err := range acc.CalDAV.validate() {
+			errs = append(errs, fmt.Errorf("%s: caldav: %w", awhere, err))
+		}
+	}
+	return errs
 }
 
 // CountCalendars returns the number of calendars over all users.

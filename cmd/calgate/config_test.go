@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -214,7 +215,7 @@ users:
 			want: []string{`calendar "both": a calendar has at most one of caldav, ics and merge`},
 		},
 		{
-			name: "merge, accounts and feeds not supported",
+			name: "merge and feeds not supported; accounts validated",
 			yml: `
 users:
   - name: alice
@@ -238,7 +239,7 @@ feeds:
 `,
 			want: []string{
 				`calendar "everything": merged calendars are not supported yet`,
-				`users[0] "alice": accounts: upstream accounts are not supported yet`,
+				`users[0] "alice": account "fastmail": caldav: password_file: open /run/secrets/fm`,
 				`feeds: merged feeds are not supported yet`,
 			},
 		},
@@ -527,5 +528,77 @@ users:
 		if got := calendarKind(cals[i]); got != want {
 			t.Fatalf("calendar %d kind %q, want %q", i, got, want)
 		}
+	}
+}
+
+func TestConfigAccounts(t *testing.T) {
+	t.Setenv("CALGATE_TEST_PASSWORD", "s3cret")
+	cfg, err := parseAndValidate(t, `
+users:
+  - name: alice
+    password_hash: "HASH"
+    calendars:
+      - id: personal
+    accounts:
+      - id: fastmail
+        caldav: {url: "https://caldav.example.net/", username: alice, password_env: CALGATE_TEST_PASSWORD}
+      - id: radicale
+        caldav: {url: "http://127.0.0.1:5232/alice/", interval: 1m, conflict: local-wins}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accs := cfg.Users[0].Accounts
+	if d := accs[0].CalDAV; d.Interval != defaultCalDAVInterval || d.Conflict != conflictUpstreamWins {
+		t.Errorf("defaults not applied: %+v", d)
+	}
+	if d := accs[1].CalDAV; d.Interval != time.Minute || d.Conflict != conflictLocalWins {
+		t.Errorf("values not kept: %+v", d)
+	}
+	if pw, err := accs[0].CalDAV.password(); err != nil || pw != "s3cret" {
+		t.Errorf("password: %q %v", pw, err)
+	}
+
+	_, err = parseAndValidate(t, `
+users:
+  - name: alice
+    password_hash: "HASH"
+    calendars:
+      - id: work
+    accounts:
+      - id: "a/b"
+        caldav: {url: "https://dav.example.com/"}
+      - id: work
+        caldav: {url: "https://dav.example.com/"}
+      - id: fm
+        caldav: {url: "https://dav.example.com/"}
+      - id: fm
+        caldav: {url: "https://dav.example.com/"}
+      - id: nodav
+      - id: bad
+        caldav: {url: "ftp://dav.example.com/", username: alice, conflict: both-win, interval: 1s}
+      - id: unset
+        caldav: {url: "https://dav.example.com/", username: alice, password_env: CALGATE_TEST_UNSET_PASSWORD}
+`)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, w := range []string{
+		`users[0] "alice": accounts[0]: id "a/b" must not contain '/'`,
+		`users[0] "alice": account "work": id is also the id of calendars[0]`,
+		`users[0] "alice": accounts[3]: duplicate account id "fm" (also accounts[2])`,
+		`users[0] "alice": account "nodav": caldav is missing`,
+		`account "bad": caldav: url "ftp://dav.example.com/": want an absolute http or https URL`,
+		`account "bad": caldav: username is set but neither password_env nor password_file`,
+		`account "bad": caldav: conflict "both-win": want upstream-wins or local-wins`,
+		`account "bad": caldav: interval 1s is shorter than 10s`,
+		`account "unset": caldav: password_env: environment variable CALGATE_TEST_UNSET_PASSWORD is not set`,
+	} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q\ndoes not contain %q", err, w)
+		}
+	}
+	if strings.Contains(err.Error(), `account "fm": caldav`) {
+		t.Errorf("a valid account reported: %v", err)
 	}
 }

@@ -292,7 +292,13 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	// One HTTP client for every upstream; one engine runs the sources.
 	engine := upstream.NewEngine(upstream.EngineOptions{Store: store, Logger: log.With("component", "upstream")})
 	zones := new(ical.Zones)
-	if err := addSources(engine, cfg, store, upstream.NewHTTPClient(upstream.HTTPOptions{}), zones, log.With("component", "upstream")); err != nil {
+	client := upstream.NewHTTPClient(upstream.HTTPOptions{})
+	if err := addSources(engine, cfg, store, client, zones, log.With("component", "upstream")); err != nil {
+		return err
+	}
+	// Accounts discover their calendars and add their sources to the engine.
+	accounts, err := newAccounts(engine, cfg, store, client, zones, log.With("component", "upstream"))
+	if err != nil {
 		return err
 	}
 	h, err := gateway.New(gateway.Options{
@@ -337,6 +343,10 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		"data", cfg.Data, "users", len(cfg.Users), "sources", len(engine.Sources()))
 	engine.Start(ctx)
 	defer engine.Stop() // after the server has stopped, before the store closes
+	for _, acc := range accounts {
+		acc.Start(ctx)
+		defer acc.Stop() // before engine.Stop: an account adds sources to the engine
+	}
 
 	select {
 	case err := <-errc:

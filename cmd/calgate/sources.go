@@ -71,6 +71,32 @@ func addSources(engine *upstream.Engine, cfg *Config, store *cache.Store, client
 	return nil
 }
 
+// accountInterval is how often an account is rediscovered.
+const accountInterval = time.Hour
+
+// newAccounts builds an upstream.Account for every account of cfg; they
+// add the sources of the calendars they discover to engine.
+func newAccounts(engine *upstream.Engine, cfg *Config, store *cache.Store, client *http.Client, zones *ical.Zones, log *slog.Logger) ([]*upstream.Account, error) {
+	var out []*upstream.Account
+	for _, u := range cfg.Users {
+		for _, acc := range u.Accounts {
+			id := sourceID(u.Name, acc.ID)
+			pw, err := acc.CalDAV.password()
+			if err != nil {
+				return nil, fmt.Errorf("account %s: %w", id, err)
+			}
+			out = append(out, upstream.NewAccount(upstream.AccountOptions{
+				ID: acc.ID, User: u.Name,
+				URL: acc.CalDAV.URL, Username: acc.CalDAV.Username, Password: pw,
+				Client: client, Store: store, Zones: zones, Engine: engine,
+				Conflict: acc.CalDAV.Conflict, Interval: accountInterval, SyncInterval: acc.CalDAV.Interval,
+				MaxBytes: maxFeedBytes, Logger: log,
+			}))
+		}
+	}
+	return out, nil
+}
+
 // cmdSync runs one sync of every source (or of the named ones) now, with
 // a line of progress per source, against the data file of a calgate that
 // is not running.
@@ -95,9 +121,31 @@ func cmdSync(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	engine := upstream.NewEngine(upstream.EngineOptions{Store: store, Logger: log})
-	if err := addSources(engine, cfg, store, upstream.NewHTTPClient(upstream.HTTPOptions{}), new(ical.Zones), log); err != nil {
+	client, zones := upstream.NewHTTPClient(upstream.HTTPOptions{}), new(ical.Zones)
+	if err := addSources(engine, cfg, store, client, zones, log); err != nil {
 		fmt.Fprintln(stderr, "calgate sync:", err)
 		return 1
+	}
+	accounts, err := newAccounts(engine, cfg, store, client, zones, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "calgate sync:", err)
+		return 1
+	}
+	failed := 0
+	// Discovery first, so that the calendars an account has (and had)
+	// are synced below too.
+	for i, acc := range accounts {
+		fmt.Fprintf(stdout, "[account %d/%d] %s: discovering...", i+1, len(accounts), acc.ID())
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		err := acc.Reconcile(ctx)
+		cancel()
+		if err != nil {
+			failed++
+			fmt.Fprintf(stdout, " failed after %s: %v\n", time.Since(start).Round(time.Millisecond), err)
+			continue
+		}
+		fmt.Fprintf(stdout, " done (%s)\n", time.Since(start).Round(time.Millisecond))
 	}
 	ids := engine.Sources()
 	slices.Sort(ids)
@@ -111,10 +159,12 @@ func cmdSync(args []string, stdout, stderr io.Writer) int {
 		ids = want
 	}
 	if len(ids) == 0 {
-		fmt.Fprintln(stdout, "no sources configured (add caldav or ics to a calendar in the config)")
+		if failed > 0 {
+			return 1
+		}
+		fmt.Fprintln(stdout, "no sources configured (add caldav or ics to a calendar, or an account, in the config)")
 		return 0
 	}
-	failed := 0
 	for i, id := range ids {
 		fmt.Fprintf(stdout, "[%d/%d] %s: syncing...", i+1, len(ids), id)
 		start := time.Now()
@@ -158,50 +208,99 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	return printStatus(store, cfg, time.Now(), stdout, stderr)
 }
 
+// printStatus prints a row per mirrored calendar of every user (the
+// configured ones, then the others of Kind caldav or ics in the store:
+// those an account discovered) and a row per account (its discoveries).
 func printStatus(store *cache.Store, cfg *Config, now time.Time, stdout, stderr io.Writer) int {
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SOURCE\tKIND\tLAST SUCCESS\tFAILURES\tOUTBOX\tCONFLICTS\tLAST ERROR")
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "calgate status:", err)
+		return 1
+	}
 	for _, u := range cfg.Users {
 		conflicts, err := store.ListConflicts(u.Name)
 		if err != nil {
-			fmt.Fprintln(stderr, "calgate status:", err)
-			return 1
+			return fail(err)
 		}
+		type row struct{ cal, kind, source string }
+		var rows []row
+		listed := map[string]bool{}
 		for _, c := range u.Calendars {
-			kind := calendarKind(c)
-			if kind == calendarKindLocal {
+			if kind := calendarKind(c); kind != calendarKindLocal {
+				rows = append(rows, row{c.ID, kind, sourceID(u.Name, c.ID)})
+				listed[c.ID] = true
+			}
+		}
+		stored, err := store.ListCalendars(u.Name) // sorted by id
+		if err != nil {
+			return fail(err)
+		}
+		for _, c := range stored {
+			if listed[c.ID] || (c.Kind != calendarKindCalDAV && c.Kind != calendarKindICS) {
 				continue
 			}
-			id := sourceID(u.Name, c.ID)
-			st, err := store.GetSource(id)
-			if err != nil && !errors.Is(err, cache.ErrNotFound) {
-				fmt.Fprintln(stderr, "calgate status:", err)
-				return 1
+			src := c.Source
+			if src == "" {
+				src = sourceID(u.Name, c.ID)
 			}
-			pending, err := store.PendingOutbox(u.Name, c.ID)
+			rows = append(rows, row{c.ID, c.Kind, src})
+		}
+		for _, r := range rows {
+			st, err := store.GetSource(r.source)
+			if err != nil && !errors.Is(err, cache.ErrNotFound) {
+				return fail(err)
+			}
+			pending, err := store.PendingOutbox(u.Name, r.cal)
 			if err != nil {
-				fmt.Fprintln(stderr, "calgate status:", err)
-				return 1
+				return fail(err)
 			}
 			n := 0
 			for _, cf := range conflicts {
-				if cf.Cal == c.ID {
+				if cf.Cal == r.cal {
 					n++
 				}
 			}
-			last := "never"
-			if !st.LastSuccess.IsZero() {
-				last = now.Sub(st.LastSuccess).Round(time.Second).String() + " ago"
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", r.source, r.kind, lastSuccess(st, now), st.Failures, len(pending), n, lastError(st))
+		}
+		for _, acc := range u.Accounts {
+			id := sourceID(u.Name, acc.ID)
+			st, err := store.GetSource(id)
+			if err != nil && !errors.Is(err, cache.ErrNotFound) {
+				return fail(err)
 			}
-			lastErr := st.LastError
-			if lastErr == "" {
-				lastErr = "-"
+			// An account's notes (calendars missing upstream, kept, or
+			// not mirrored) are its Quarantine.
+			msg := lastError(st)
+			if len(st.Quarantine) > 0 {
+				notes := strings.Join(st.Quarantine, "; ")
+				if msg == "-" {
+					msg = notes
+				} else {
+					msg += "; " + notes
+				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", id, kind, last, st.Failures, len(pending), n, lastErr)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t-\t-\t%s\n", id, "account", lastSuccess(st, now), st.Failures, msg)
 		}
 	}
 	if err := tw.Flush(); err != nil {
 		return 1
 	}
 	return 0
+}
+
+// lastSuccess says how long ago st last succeeded.
+func lastSuccess(st cache.SourceState, now time.Time) string {
+	if st.LastSuccess.IsZero() {
+		return "never"
+	}
+	return now.Sub(st.LastSuccess).Round(time.Second).String() + " ago"
+}
+
+// lastError is st's last error, or "-".
+func lastError(st cache.SourceState) string {
+	if st.LastError == "" {
+		return "-"
+	}
+	return st.LastError
 }
