@@ -810,7 +810,14 @@ func snippet(b []byte) string {
 	if len(b) > n {
 		b = b[:n]
 	}
-	return string(bytes.ToValidUTF8(b, []byte("?")))
+	// Upstream text ends up in logs and on terminals (calgate status):
+	// keep it printable.
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return '?'
+		}
+		return r
+	}, string(bytes.ToValidUTF8(b, []byte("?"))))
 }
 
 // xmlEscape escapes s for XML character data.

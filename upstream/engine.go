@@ -244,7 +244,7 @@ func (e *Engine) drain(ctx context.Context, r *runner, w Writer, all bool) error
 	now := time.Now()
 	for _, entry := range entries {
 		if entry.NextTry.After(now) && !all {
-			continue
+			break // later entries wait too: writes go upstream in order
 		}
 		if err := w.Push(ctx, entry); err != nil {
 			if ctx.Err() != nil {

@@ -203,3 +203,46 @@ func TestEngineRemove(t *testing.T) {
 		e.Stop()
 	})
 }
+
+// TestEngineDrainsInOrder checks that a write waiting for its retry time
+// holds back the writes after it on a timed sync, and that a kick sends
+// them all, in order.
+func TestEngineDrainsInOrder(t *testing.T) {
+	st := openStore(t)
+	synctest.Test(t, func(t *testing.T) {
+		if _, err := st.CreateCalendar(cache.Calendar{User: "alice", ID: "work", Kind: "caldav", Components: []string{"VEVENT"}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []string{"a.ics", "b.ics"} {
+			if _, _, err := st.PutObject("alice", "work", cache.Object{Name: n, UID: n, Component: "VEVENT", Data: []byte(n)}, cache.PutConditions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pending, err := st.PendingOutbox("alice", "work")
+		if err != nil || len(pending) != 2 {
+			t.Fatalf("outbox: %v %v", pending, err)
+		}
+		if err := st.RetryOutbox(pending[0].Seq, time.Now().Add(time.Hour), "unavailable"); err != nil {
+			t.Fatal(err)
+		}
+		src := &fakeSource{id: "alice/work"}
+		e := NewEngine(EngineOptions{Store: st})
+		e.Add(src, "alice", "work", 10*time.Minute)
+		e.Start(context.Background())
+		time.Sleep(25 * time.Minute) // timed syncs only
+		src.mu.Lock()
+		early := len(src.pushd)
+		src.mu.Unlock()
+		if early != 0 {
+			t.Fatalf("%d writes pushed past an earlier one that was not due", early)
+		}
+		e.Kick("alice", "work")
+		synctest.Wait()
+		e.Stop()
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		if len(src.pushd) != 2 || src.pushd[0].Name != "a.ics" || src.pushd[1].Name != "b.ics" {
+			t.Fatalf("after a kick pushed %+v, want a.ics then b.ics", src.pushd)
+		}
+	})
+}

@@ -55,7 +55,7 @@ func NewHTTPClient(opts HTTPOptions) *http.Client {
 var ErrRedirect = errors.New("upstream: redirect refused")
 
 func checkRedirect(req *http.Request, via []*http.Request, max int) error {
-	if len(via) >= max {
+	if len(via) > max {
 		return fmt.Errorf("%w: more than %d redirects", ErrRedirect, max)
 	}
 	prev := via[len(via)-1]

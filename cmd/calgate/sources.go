@@ -297,10 +297,16 @@ func lastSuccess(st cache.SourceState, now time.Time) string {
 	return now.Sub(st.LastSuccess).Round(time.Second).String() + " ago"
 }
 
-// lastError is st's last error, or "-".
+// lastError is st's last error, or "-", with control characters
+// replaced so that text from an upstream cannot drive the terminal.
 func lastError(st cache.SourceState) string {
 	if st.LastError == "" {
 		return "-"
 	}
-	return st.LastError
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return '?'
+		}
+		return r
+	}, st.LastError)
 }
