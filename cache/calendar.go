@@ -255,6 +255,19 @@ func (s *Store) CreateCalendar(c Calendar) (Calendar, error) {
 //
 // It returns ErrNotFound if the calendar does not exist.
 func (s *Store) UpdateCalendar(user, id string, fn func(*Calendar) error) (Calendar, error) {
+	return s.updateCalendar(user, id, fn, false)
+}
+
+// UpdateCalendarProps is UpdateCalendar for a client's change of the
+// calendar's properties (PROPPATCH): on a calendar of Kind "caldav" it
+// also appends, in the same transaction, an outbox entry (Op "proppatch",
+// Name PropsName) so that the change is pushed upstream; pending ones are
+// coalesced into one.
+func (s *Store) UpdateCalendarProps(user, id string, fn func(*Calendar) error) (Calendar, error) {
+	return s.updateCalendar(user, id, fn, true)
+}
+
+func (s *Store) updateCalendar(user, id string, fn func(*Calendar) error, byClient bool) (Calendar, error) {
 	var out Calendar
 	var fnErr error
 	err := s.db.Update(func(tx *bbolt.Tx) error {
@@ -274,6 +287,11 @@ func (s *Store) UpdateCalendar(user, id string, fn func(*Calendar) error) (Calen
 		v, err := putCalendar(tx, &c)
 		if err != nil {
 			return err
+		}
+		if byClient && c.Kind == kindCalDAV {
+			if err := enqueue(tx, user, id, PropsName, outboxProps, nil, c.Modified); err != nil {
+				return err
+			}
 		}
 		out, err = decodeCalendar(user, id, v)
 		return err

@@ -49,6 +49,9 @@ type OutboxEntry struct {
 const (
 	outboxPut    = "put"
 	outboxDelete = "delete"
+	// outboxProps is a change of the calendar's own properties; its
+	// entries carry PropsName as their name, which no object can have.
+	outboxProps = "proppatch"
 )
 
 // seqKey returns the key of sequence number seq.
@@ -420,3 +423,7 @@ func rebase(tx *bbolt.Tx, e *OutboxEntry, href, etag string) error {
 	}
 	return setUpstream(objs, o, data, href, etag)
 }
+
+// PropsName is the Name of outbox entries that push a calendar's
+// properties (Op "proppatch"): no object name contains a slash.
+const PropsName = "/props"

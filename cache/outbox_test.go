@@ -417,3 +417,30 @@ func TestDueRetryDropOutbox(t *testing.T) {
 	}
 	checkIndex(t, s)
 }
+
+func TestUpdateCalendarPropsOutbox(t *testing.T) {
+	s := openTest(t, Options{})
+	mustKind(t, s, "dav", "caldav")
+	mustCalendar(t, s, "alice", "local")
+	for _, cal := range []string{"dav", "local"} {
+		for range 2 { // two changes coalesce into one entry
+			if _, err := s.UpdateCalendarProps("alice", cal, func(c *Calendar) error { c.DisplayName += "x"; return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := s.UpdateCalendar("alice", "dav", func(c *Calendar) error { c.Color = "#000000"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	es := pending(t, s, "dav")
+	if len(es) != 1 || es[0].Op != "proppatch" || es[0].Name != PropsName {
+		t.Fatalf("caldav calendar outbox: %+v", es)
+	}
+	if es := pending(t, s, "local"); len(es) != 0 {
+		t.Fatalf("local calendar outbox: %+v", es)
+	}
+	if err := s.CompleteOutbox(es[0].Seq, "", "", ""); err != nil || len(pending(t, s, "dav")) != 0 {
+		t.Fatalf("complete: %v", err)
+	}
+	checkIndex(t, s)
+}

@@ -177,7 +177,7 @@ func (h *Handler) proppatch(w http.ResponseWriter, req *request) error {
 		results map[xml.Name]int
 		order   []xml.Name
 	)
-	_, err = h.store.UpdateCalendar(req.user, req.t.cal, func(c *cache.Calendar) error {
+	_, err = h.store.UpdateCalendarProps(req.user, req.t.cal, func(c *cache.Calendar) error {
 		failed, results, order = false, make(map[xml.Name]int), nil
 		for _, op := range u.ops {
 			for _, p := range op.props {
@@ -206,6 +206,9 @@ func (h *Handler) proppatch(w http.ResponseWriter, req *request) error {
 		default:
 			ps.found = append(ps.found, emptyTag(n))
 		}
+	}
+	if !failed {
+		h.changed(req.user, req.t.cal)
 	}
 	ms := newMultistatus()
 	ms.add(calendarHref(req.user, req.t.cal), ps)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/calgate/calgate/cache"
 	"github.com/calgate/calgate/ical"
@@ -41,6 +42,8 @@ func (s *CalDAVSource) Push(ctx context.Context, e cache.OutboxEntry) error {
 		return s.pushPut(ctx, e)
 	case "delete":
 		return s.pushDelete(ctx, e)
+	case "proppatch":
+		return s.pushProps(ctx, e)
 	}
 	return fmt.Errorf("caldav: outbox entry %d: unknown op %q", e.Seq, e.Op)
 }
@@ -329,4 +332,39 @@ func contentLines(data []byte) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// pushProps sends the calendar's display name, color, description and
+// order to the upstream collection with PROPPATCH. An upstream that
+// refuses some or all of them (many allow only some) keeps its values:
+// the change stays local, with a warning, and the entry is done.
+func (s *CalDAVSource) pushProps(ctx context.Context, e cache.OutboxEntry) error {
+	cal, err := s.store.GetCalendar(e.User, e.Cal)
+	if err != nil {
+		return err
+	}
+	var set strings.Builder
+	prop := func(open, value, close string) {
+		if value != "" {
+			set.WriteString(open + xmlEscape(value) + close)
+		}
+	}
+	prop("<d:displayname>", cal.DisplayName, "</d:displayname>")
+	prop("<ic:calendar-color>", cal.Color, "</ic:calendar-color>")
+	prop("<c:calendar-description>", cal.Description, "</c:calendar-description>")
+	prop("<ic:calendar-order>", cal.Order, "</ic:calendar-order>")
+	if set.Len() > 0 {
+		body := `<?xml version="1.0" encoding="utf-8"?><d:propertyupdate xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav" xmlns:ic="http://apple.com/ns/ical/">` +
+			"<d:set><d:prop>" + set.String() + "</d:prop></d:set></d:propertyupdate>"
+		hdr := http.Header{"Content-Type": {"application/xml; charset=utf-8"}}
+		resp, data, err := s.request(ctx, "PROPPATCH", s.coll.String(), hdr, []byte(body), http.StatusForbidden,
+			http.StatusConflict, http.StatusMethodNotAllowed, http.StatusNotImplemented, http.StatusBadRequest)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode >= 300 || bytes.Contains(data, []byte(" 403 ")) || bytes.Contains(data, []byte(" 409 ")) {
+			s.log.Warn("caldav push: the upstream did not take all calendar properties; they stay local", "status", resp.StatusCode)
+		}
+	}
+	return dropped(s.store.CompleteOutbox(e.Seq, "", "", ""))
 }

@@ -809,3 +809,32 @@ func TestCalDAVUpstreamDown(t *testing.T) {
 		}
 	})
 }
+
+// TestCalDAVPushProperties checks that a client's change of a mirrored
+// calendar's properties goes through the outbox to the upstream.
+func TestCalDAVPushProperties(t *testing.T) {
+	eachDAVServer(t, func(t *testing.T, srv *davServer) {
+		e := newCalDAVEnv(t, srv, nil)
+		e.sync()
+		if _, err := e.store.UpdateCalendarProps(davUser, davCal, func(c *cache.Calendar) error {
+			c.DisplayName = "Renamed by calgate"
+			c.Color = "#123456"
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		pending := davMust(e.store.PendingOutbox(davUser, davCal))
+		if len(pending) != 1 || pending[0].Op != "proppatch" || pending[0].Name != cache.PropsName {
+			t.Fatalf("outbox after a property change: %+v", pending)
+		}
+		e.pushAll()
+		if n := len(davMust(e.store.PendingOutbox(davUser, davCal))); n != 0 {
+			t.Fatalf("%d entries left after the push", n)
+		}
+		body := `<d:propfind xmlns:d="DAV:"><d:prop><d:displayname/></d:prop></d:propfind>`
+		r := srv.Do("PROPFIND", e.coll, http.Header{"Depth": {"0"}, "Content-Type": {"application/xml"}}, []byte(body))
+		if !strings.Contains(string(r.Body), "Renamed by calgate") {
+			t.Fatalf("upstream displayname after the push:\n%s", r.Body)
+		}
+	})
+}
