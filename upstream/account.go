@@ -167,18 +167,13 @@ func NewAccount(opts AccountOptions) *Account {
 		log:     opts.Logger.With("account", opts.User+"/"+opts.ID),
 		sources: map[string]string{},
 	}
-	u, err := url.Parse(opts.URL)
+	u, err := parseUpstreamURL("account "+a.stateID, opts.URL, opts.Conflict)
 	switch {
 	case err != nil:
-		a.err = fmt.Errorf("caldav: account %s: bad url: %w", a.stateID, err)
-	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
-		a.err = fmt.Errorf("caldav: account %s: url %q is not an absolute http(s) URL", a.stateID, u.Redacted())
-	case opts.Conflict != ConflictUpstreamWins && opts.Conflict != ConflictLocalWins:
-		a.err = fmt.Errorf("caldav: account %s: conflict policy %q: want %q or %q", a.stateID, opts.Conflict, ConflictUpstreamWins, ConflictLocalWins)
+		a.err = err
 	case opts.Store == nil || opts.Engine == nil:
 		a.err = fmt.Errorf("caldav: account %s: a store and an engine are required", a.stateID)
 	default:
-		u.User = nil
 		a.base = u
 	}
 	// The request helpers of a CalDAVSource (credentials, body cap, error

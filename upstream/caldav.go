@@ -116,20 +116,14 @@ func NewCalDAV(opts CalDAVOptions) *CalDAVSource {
 		zones:  opts.Zones,
 		pushed: map[string]string{},
 	}
-	u, err := url.Parse(opts.URL)
-	switch {
-	case err != nil:
-		s.err = fmt.Errorf("caldav: source %s: bad url: %w", opts.ID, err)
-	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
-		s.err = fmt.Errorf("caldav: source %s: url %q is not an absolute http(s) URL", opts.ID, u.Redacted())
-	case opts.Conflict != ConflictUpstreamWins && opts.Conflict != ConflictLocalWins:
-		s.err = fmt.Errorf("caldav: source %s: conflict policy %q: want %q or %q", opts.ID, opts.Conflict, ConflictUpstreamWins, ConflictLocalWins)
-	default:
+	u, err := parseUpstreamURL("source "+opts.ID, opts.URL, opts.Conflict)
+	if err != nil {
+		s.err = err
+	} else {
 		if !strings.HasSuffix(u.Path, "/") {
 			u.Path += "/"
 			u.RawPath = ""
 		}
-		u.User = nil
 		s.coll = u
 	}
 	return s
@@ -292,20 +286,12 @@ func (s *CalDAVSource) Sync(ctx context.Context) (Result, error) {
 
 	// Mass-delete guard: more than max(10, half) of the calendar at once
 	// is held until the next sync sees the same.
-	if len(deletes) > max(10, len(local)/2) && len(deletes) != st.HeldDeletes {
+	if holdMassDelete(len(deletes), len(local), st, &newState, &res) {
 		s.log.Warn("caldav sync: holding mass deletion until the next sync confirms it", "deletes", len(deletes), "objects", len(local))
-		newState.HeldDeletes = len(deletes)
-		// Keep the old position so that the next sync sees the
-		// deletions again.
 		newState.SyncToken, newState.CTag = st.SyncToken, st.CTag
-		res.HeldDeletes = len(deletes)
 		deletes = nil
-	} else {
-		newState.HeldDeletes = 0
 	}
-	for _, name := range deletes {
-		changes = append(changes, cache.UpstreamChange{Delete: true, Object: cache.Object{Name: name}})
-	}
+	changes = append(changes, deleteChanges(deletes)...)
 
 	// Every quarantined object was fetched again above: the list is
 	// rebuilt by every sync.

@@ -220,19 +220,13 @@ func (s *ICSSource) Sync(ctx context.Context) (Result, error) {
 	newState.LastModified = resp.Header.Get("Last-Modified")
 	// Mass-delete guard: more than max(10, half) of the calendar at once
 	// is held until the next sync sees the same.
-	if len(deletes) > max(10, len(stored)/2) && len(deletes) != st.HeldDeletes {
+	if holdMassDelete(len(deletes), len(stored), st, &newState, &res) {
 		s.log.Warn("ics sync: holding mass deletion until the next sync confirms it", "deletes", len(deletes), "objects", len(stored))
-		newState.HeldDeletes = len(deletes)
 		// Keep the old validators so that the next poll refetches.
 		newState.ETag, newState.LastModified = st.ETag, st.LastModified
-		res.HeldDeletes = len(deletes)
 		deletes = nil
-	} else {
-		newState.HeldDeletes = 0
 	}
-	for _, name := range deletes {
-		changes = append(changes, cache.UpstreamChange{Delete: true, Object: cache.Object{Name: name}})
-	}
+	changes = append(changes, deleteChanges(deletes)...)
 	newState.Quarantine = nil
 	for _, w := range warns {
 		newState.Quarantine = append(newState.Quarantine, redact(s.opts.URL)+": "+w)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -105,4 +106,45 @@ func networkError(err error, what string) error {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return fmt.Errorf("%w: %s: %v", ErrUnavailable, what, err)
+}
+
+// parseUpstreamURL checks the URL and conflict policy of a CalDAV source
+// or account (what names it in errors) and returns the URL without
+// credentials.
+func parseUpstreamURL(what, rawURL, conflict string) (*url.URL, error) {
+	u, err := url.Parse(rawURL)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("caldav: %s: bad url: %w", what, err)
+	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+		return nil, fmt.Errorf("caldav: %s: url %q is not an absolute http(s) URL", what, u.Redacted())
+	case conflict != ConflictUpstreamWins && conflict != ConflictLocalWins:
+		return nil, fmt.Errorf("caldav: %s: conflict policy %q: want %q or %q", what, conflict, ConflictUpstreamWins, ConflictLocalWins)
+	}
+	u.User = nil
+	return u, nil
+}
+
+// holdMassDelete is the mass-delete guard of every source: deleting more
+// than max(10, half) of a calendar's stored objects in one sync is held
+// (next.HeldDeletes, res.HeldDeletes) until a later sync asks for the same
+// number of deletions again. When it holds, the caller applies no
+// deletion and keeps its old sync position, so that the next sync sees
+// the deletions again.
+func holdMassDelete(deletes, stored int, prev cache.SourceState, next *cache.SourceState, res *Result) bool {
+	if deletes > max(10, stored/2) && deletes != prev.HeldDeletes {
+		next.HeldDeletes, res.HeldDeletes = deletes, deletes
+		return true
+	}
+	next.HeldDeletes = 0
+	return false
+}
+
+// deleteChanges turns names into upstream deletions.
+func deleteChanges(names []string) []cache.UpstreamChange {
+	out := make([]cache.UpstreamChange, len(names))
+	for i, name := range names {
+		out[i] = cache.UpstreamChange{Delete: true, Object: cache.Object{Name: name}}
+	}
+	return out
 }
