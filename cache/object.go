@@ -302,12 +302,9 @@ func (s *Store) deleteObject(tx *bbolt.Tx, user, cal, name, ifMatch string, by w
 		return nil, err
 	}
 	objs := calBucket(tx, bucketObjects, user, cal)
-	var v []byte
-	if objs != nil {
-		v = objs.Get([]byte(name))
-	}
-	if v == nil {
-		return fmt.Errorf("%w: object %s/%s/%s", ErrNotFound, user, cal, name), nil
+	v, missing := objectRecord(objs, user, cal, name)
+	if missing != nil {
+		return missing, nil
 	}
 	cur, err := decodeObject(name, v, false)
 	if err != nil {
@@ -518,12 +515,9 @@ func (s *Store) MoveObject(user, from, name, to, newName string, keep bool, cond
 		} else if err != nil {
 			return nil, err
 		}
-		var v []byte
-		if objs != nil {
-			v = objs.Get([]byte(name))
-		}
-		if v == nil {
-			return fmt.Errorf("%w: object %s/%s/%s", ErrNotFound, user, from, name), nil
+		v, missing := objectRecord(objs, user, from, name)
+		if missing != nil {
+			return missing, nil
 		}
 		src, err := decodeObject(name, v, true)
 		if err != nil {
@@ -559,4 +553,17 @@ func (s *Store) MoveObject(user, from, name, to, newName string, keep bool, cond
 		return Object{}, false, refused
 	}
 	return out, created, nil
+}
+
+// objectRecord returns the stored record of object name (objs may be
+// nil), or a refusal wrapping ErrNotFound.
+func objectRecord(objs *bbolt.Bucket, user, cal, name string) ([]byte, error) {
+	var v []byte
+	if objs != nil {
+		v = objs.Get([]byte(name))
+	}
+	if v == nil {
+		return nil, fmt.Errorf("%w: object %s/%s/%s", ErrNotFound, user, cal, name)
+	}
+	return v, nil
 }
