@@ -31,7 +31,8 @@ type Calendar struct {
 	Components []string
 	// Kind is "local" (the default of CreateCalendar and UpdateCalendar),
 	// "caldav" (mirrors a CalDAV collection: client writes are enqueued in
-	// the outbox) or "ics" (mirrors a published feed); later "merged".
+	// the outbox), "ics" (mirrors a published feed) or "merged" (a view of
+	// the calendars named in Members; it holds no objects of its own).
 	Kind string
 	// Source is the source binding (upstream id, the SourceState.ID),
 	// empty for local calendars.
@@ -39,6 +40,14 @@ type Calendar struct {
 	// DeadProps holds dead WebDAV properties: the key is the Clark name
 	// "{ns}local", the value the raw XML of the whole property element.
 	DeadProps map[string]string
+	// Members are, for a calendar of Kind "merged", the IDs of the
+	// calendars of the same user that it merges, in order (the first wins
+	// ties). The store keeps them as given and does not check them.
+	Members []string
+	// WriteTo is, for a calendar of Kind "merged", the ID of the member
+	// that stores the objects clients write into the merged calendar; ""
+	// makes the merged calendar read-only.
+	WriteTo string
 	// Epoch is 16 random hex characters set by CreateCalendar; it changes
 	// if the calendar is deleted and re-created, so sync tokens and ctags
 	// of the old calendar can be told apart.
@@ -69,6 +78,8 @@ type calendarRecord struct {
 	Kind        string            `json:"kind"`
 	Source      string            `json:"source,omitempty"`
 	DeadProps   map[string]string `json:"dead_props,omitempty"`
+	Members     []string          `json:"members,omitempty"`
+	WriteTo     string            `json:"write_to,omitempty"`
 	Epoch       string            `json:"epoch"`
 	Revision    uint64            `json:"revision"`
 	Created     time.Time         `json:"created"`
@@ -86,6 +97,8 @@ func encodeCalendar(c *Calendar) ([]byte, error) {
 		Kind:        c.Kind,
 		Source:      c.Source,
 		DeadProps:   c.DeadProps,
+		Members:     c.Members,
+		WriteTo:     c.WriteTo,
 		Epoch:       c.Epoch,
 		Revision:    c.Revision,
 		Created:     c.Created,
@@ -112,6 +125,8 @@ func decodeCalendar(user, id string, v []byte) (Calendar, error) {
 		Kind:        r.Kind,
 		Source:      r.Source,
 		DeadProps:   r.DeadProps,
+		Members:     r.Members,
+		WriteTo:     r.WriteTo,
 		Epoch:       r.Epoch,
 		Revision:    r.Revision,
 		Created:     r.Created,

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -389,5 +390,63 @@ func TestDeleteCalendarRemovesEverything(t *testing.T) {
 	// The old UID is free again.
 	if _, created, err := s.PutObject("alice", "work", Object{Name: "new.ics", UID: "uid-a.ics", Data: []byte("n")}, PutConditions{IfNoneMatch: true}); err != nil || !created {
 		t.Errorf("put into re-created calendar: created=%v err=%v", created, err)
+	}
+}
+
+func TestMergedCalendarRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "calgate.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := s.CreateCalendar(Calendar{User: "alice", ID: "everything", Kind: "merged",
+		Members: []string{"personal", "work", "holidays"}, WriteTo: "personal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(want.Members, []string{"personal", "work", "holidays"}) || want.WriteTo != "personal" {
+		t.Fatalf("CreateCalendar returned Members %v WriteTo %q", want.Members, want.WriteTo)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, err := s.GetCalendar("alice", "everything")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("after reopen = %+v, want %+v", got, want)
+	}
+	// UpdateCalendar keeps them unless fn changes them.
+	got, err = s.UpdateCalendar("alice", "everything", func(c *Calendar) error {
+		c.DisplayName = "All"
+		return nil
+	})
+	if err != nil || !slices.Equal(got.Members, want.Members) || got.WriteTo != "personal" {
+		t.Fatalf("UpdateCalendar = %+v, %v", got, err)
+	}
+	got, err = s.UpdateCalendar("alice", "everything", func(c *Calendar) error {
+		c.Members, c.WriteTo = []string{"work"}, ""
+		return nil
+	})
+	if err != nil || !slices.Equal(got.Members, []string{"work"}) || got.WriteTo != "" {
+		t.Fatalf("UpdateCalendar = %+v, %v", got, err)
+	}
+	// Other kinds do not carry the keys at all.
+	mustCalendar(t, s, "alice", "plain")
+	var raw string
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		raw = string(tx.Bucket(bucketCalendars).Bucket([]byte("alice")).Get([]byte("plain")))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(raw, "members") || strings.Contains(raw, "write_to") {
+		t.Errorf("record of a local calendar: %s", raw)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	goical "github.com/emersion/go-ical"
 
+	"github.com/calgate/calgate/cache"
 	"github.com/calgate/calgate/ical"
 )
 
@@ -40,13 +41,9 @@ func (h *Handler) freeBusy(w http.ResponseWriter, req *request, body *reportBody
 	if err != nil {
 		return storeErr(err)
 	}
-	names, err := h.store.Candidates(req.user, cal.ID, "", start, end)
+	objs, err := h.rangeObjects(cal, start, end)
 	if err != nil {
-		return storeErr(err)
-	}
-	objs, err := h.store.GetObjects(req.user, cal.ID, names)
-	if err != nil {
-		return storeErr(err)
+		return err
 	}
 	floating := h.floatingZone("", &cal)
 	periods := make(map[string][]busy) // FBTYPE -> periods
@@ -185,4 +182,33 @@ func propValue(c *goical.Component, name string) string {
 		return strings.TrimSpace(p.Value)
 	}
 	return ""
+}
+
+// rangeObjects returns the objects of cal (for a merged calendar, its
+// visible objects) whose stored span overlaps start..end, with Data.
+func (h *Handler) rangeObjects(cal cache.Calendar, start, end time.Time) ([]cache.Object, error) {
+	if cal.Kind == kindMerged {
+		v, err := h.mergedView(cal)
+		if err != nil {
+			return nil, storeErr(err)
+		}
+		found, err := h.mergedSelect(v, &rangeHint{start: start, end: end}, nil)
+		if err != nil {
+			return nil, err
+		}
+		objs := make([]cache.Object, len(found))
+		for i, res := range found {
+			objs[i] = *res.obj
+		}
+		return objs, nil
+	}
+	names, err := h.store.Candidates(cal.User, cal.ID, "", start, end)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	objs, err := h.store.GetObjects(cal.User, cal.ID, names)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	return objs, nil
 }

@@ -39,6 +39,10 @@ type Options struct {
 	AuthCacheTTL time.Duration
 	// OnChange, if set, is called after a write to a calendar committed.
 	OnChange func(user, calendar string)
+	// Feeds are the merged .ics feeds served under /feeds/.
+	Feeds []Feed
+	// Now returns the current time (the feeds' windows). Default: time.Now.
+	Now func() time.Time
 }
 
 // DefaultMaxResourceSize is the default for Options.MaxResourceSize.
@@ -55,8 +59,11 @@ type Handler struct {
 	auth     *authenticator
 	zones    *ical.Zones
 	onChange func(user, calendar string)
+	merged   mergedCache // de-duplicated listing of each merged calendar
 	// maxInstances caps the instances one object expands to in a request.
 	maxInstances int
+	feeds        map[string]*feedServer // read only after New
+	now          func() time.Time
 }
 
 // New returns a Handler for opts.
@@ -72,6 +79,22 @@ func New(opts Options) (*Handler, error) {
 	}
 	if opts.AuthCacheTTL <= 0 {
 		opts.AuthCacheTTL = 5 * time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	feeds := make(map[string]*feedServer, len(opts.Feeds))
+	for _, f := range opts.Feeds {
+		if f.Spec.Name == "" || strings.ContainsAny(f.Spec.Name, "/?#") {
+			return nil, fmt.Errorf("gateway: invalid feed name %q", f.Spec.Name)
+		}
+		if feeds[f.Spec.Name] != nil {
+			return nil, fmt.Errorf("gateway: feed %q listed twice", f.Spec.Name)
+		}
+		if len(f.Tokens) == 0 {
+			return nil, fmt.Errorf("gateway: feed %q has no token", f.Spec.Name)
+		}
+		feeds[f.Spec.Name] = newFeedServer(f)
 	}
 	seen := make(map[string]bool)
 	for _, u := range opts.Users {
@@ -92,6 +115,8 @@ func New(opts Options) (*Handler, error) {
 		onChange: opts.OnChange,
 
 		maxInstances: ical.DefaultMaxInstances,
+		feeds:        feeds,
+		now:          opts.Now,
 	}, nil
 }
 
@@ -107,7 +132,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
 	user := h.serve(sw, r)
-	h.log.Debug("request", "method", r.Method, "path", r.URL.Path, "user", user,
+	h.log.Debug("request", "method", r.Method, "path", redactFeedPath(r.URL.Path), "user", user,
 		"status", sw.status, "bytes", sw.n, "duration", time.Since(start))
 }
 
@@ -115,6 +140,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 	w.Header().Set("DAV", "1, 3, calendar-access, extended-mkcol")
 	if strings.EqualFold(strings.TrimSuffix(r.URL.Path, "/"), "/.well-known/caldav") {
 		http.Redirect(w, r, davPrefix, http.StatusMovedPermanently)
+		return ""
+	}
+	if strings.HasPrefix(r.URL.Path, feedsPrefix) {
+		h.serveFeed(w, r)
 		return ""
 	}
 	t, ok := requestTarget(r)

@@ -38,46 +38,63 @@ func (h *Handler) moveCopy(w http.ResponseWriter, req *request, keep bool) error
 	default:
 		return errf(http.StatusBadRequest, "Overwrite must be T or F")
 	}
-	src, err := h.objectMeta(req.user, req.t.cal, req.t.name)
+	// The source: a COPY reads it (from a merged calendar, the member
+	// that stores it); a MOVE unbinds it, so it must be writable (in a
+	// merged calendar, only in the WriteTo member).
+	res, err := h.lookup(req.user, req.t, false)
 	if err != nil {
-		return storeErr(err)
+		return err
+	}
+	src := *res.obj
+	srcCal, srcName := res.cal.ID, src.Name
+	if res.member != nil {
+		srcCal = res.member.ID
 	}
 	if !keep {
-		if _, err := h.writableCalendar(req.user, req.t.cal, "unbind"); err != nil {
+		// writeTarget resolves a merged name as lookup did.
+		if _, err := h.writeTarget(req.user, req.t.cal, req.t.name, "unbind"); err != nil {
 			return storeErr(err)
 		}
 	}
-	cal, err := h.writableCalendar(req.user, dt.cal, "bind")
+	to, err := h.writeTarget(req.user, dt.cal, dt.name, "bind")
 	if err != nil {
 		if errors.Is(err, cache.ErrNotFound) {
 			return errf(http.StatusConflict, "destination calendar %q does not exist", dt.cal)
 		}
 		return err
 	}
+	cal := to.cal
 	if !slices.Contains(cal.Components, src.Component) {
 		return precond(http.StatusForbidden, caldav("supported-calendar-component"),
 			"calendar %q does not accept %s components", cal.ID, src.Component)
 	}
-	if dt.cal == req.t.cal && dt.name == req.t.name {
+	if cal.ID == srcCal && to.name == srcName {
 		return errf(http.StatusForbidden, "source and destination are the same resource")
 	}
-	obj, created, err := h.store.MoveObject(req.user, req.t.cal, req.t.name, dt.cal, dt.name, keep, cond)
+	skipCal, skipName := "", ""
+	if !keep {
+		skipCal, skipName = srcCal, srcName
+	}
+	if err := h.uidElsewhere(req.user, to, src.UID, skipCal, skipName); err != nil {
+		return err
+	}
+	obj, created, err := h.store.MoveObject(req.user, srcCal, srcName, cal.ID, to.name, keep, cond)
 	var uc *cache.UIDConflictError
 	switch {
 	case errors.As(err, &uc):
 		return &davError{status: http.StatusForbidden, cond: caldav("no-uid-conflict"),
-			inner: href(objectHref(req.user, dt.cal, uc.Name)),
-			msg:   fmt.Sprintf("UID %q is already used by %s in calendar %s", src.UID, uc.Name, dt.cal)}
+			inner: href(to.href(req.user, uc.Name)),
+			msg:   fmt.Sprintf("UID %q is already used by %s in calendar %s", src.UID, uc.Name, cal.ID)}
 	case err != nil:
 		return storeErr(err)
 	}
 	if !keep {
-		h.changed(req.user, req.t.cal)
+		h.changed(req.user, srcCal)
 	}
-	h.changed(req.user, dt.cal)
+	h.changed(req.user, cal.ID)
 	w.Header().Set("ETag", `"`+obj.ETag+`"`)
 	if created {
-		w.Header().Set("Location", objectHref(req.user, dt.cal, dt.name))
+		w.Header().Set("Location", to.href(req.user, to.name))
 		w.WriteHeader(http.StatusCreated)
 	} else {
 		w.WriteHeader(http.StatusNoContent)

@@ -17,10 +17,11 @@ import (
 func (h *Handler) get(w http.ResponseWriter, req *request) error {
 	switch req.t.kind {
 	case kindObject:
-		obj, err := h.store.GetObject(req.user, req.t.cal, req.t.name)
+		res, err := h.lookup(req.user, req.t, true)
 		if err != nil {
-			return storeErr(err)
+			return err
 		}
+		obj := *res.obj
 		w.Header().Set("ETag", `"`+obj.ETag+`"`)
 		w.Header().Set("Content-Type", contentType(&obj))
 		http.ServeContent(w, req.Request, "", obj.Modified, bytes.NewReader(obj.Data))
@@ -30,19 +31,36 @@ func (h *Handler) get(w http.ResponseWriter, req *request) error {
 		if err != nil {
 			return storeErr(err)
 		}
-		objs, err := h.store.SelectObjects(req.user, cal.ID, func(cache.Object) bool { return true })
-		if err != nil {
-			return storeErr(err)
+		etag, modified := ctag(&cal), cal.Modified
+		var objs []cache.Object
+		if cal.Kind == kindMerged {
+			v, err := h.mergedView(cal)
+			if err != nil {
+				return storeErr(err)
+			}
+			found, err := h.mergedSelect(v, nil, nil)
+			if err != nil {
+				return err
+			}
+			for _, res := range found {
+				objs = append(objs, *res.obj)
+			}
+			etag, modified = v.ctag(), v.modified()
+		} else {
+			objs, err = h.store.SelectObjects(req.user, cal.ID, func(cache.Object) bool { return true })
+			if err != nil {
+				return storeErr(err)
+			}
 		}
 		name := cal.DisplayName
 		if name == "" {
 			name = cal.ID
 		}
 		body := mergeCalendar(name, objs)
-		w.Header().Set("ETag", `"`+ctag(&cal)+`"`)
+		w.Header().Set("ETag", `"`+etag+`"`)
 		w.Header().Set("Content-Type", "text/calendar; charset=utf-8")
 		w.Header().Set("Content-Disposition", fmt.Sprintf("inline; filename=%q", cal.ID+".ics"))
-		http.ServeContent(w, req.Request, "", cal.Modified, bytes.NewReader(body))
+		http.ServeContent(w, req.Request, "", modified, bytes.NewReader(body))
 		return nil
 	case kindRoot:
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -82,13 +100,15 @@ func (h *Handler) put(w http.ResponseWriter, req *request) error {
 	if req.t.kind != kindObject {
 		return errf(http.StatusMethodNotAllowed, "PUT is only allowed on a calendar object resource")
 	}
-	cal, err := h.writableCalendar(req.user, req.t.cal, "write-content")
+	// In a merged calendar the write goes to its WriteTo member.
+	dest, err := h.writeTarget(req.user, req.t.cal, req.t.name, "write-content")
 	if err != nil {
 		if errors.Is(err, cache.ErrNotFound) {
 			return errf(http.StatusConflict, "calendar %q does not exist; create it with MKCALENDAR first", req.t.cal)
 		}
 		return err
 	}
+	cal := dest.cal
 	if ct := req.Header.Get("Content-Type"); ct != "" {
 		mt := strings.ToLower(strings.TrimSpace(strings.SplitN(ct, ";", 2)[0]))
 		if mt != "text/calendar" {
@@ -116,8 +136,11 @@ func (h *Handler) put(w http.ResponseWriter, req *request) error {
 		return precond(http.StatusForbidden, caldav("supported-calendar-component"),
 			"calendar %q does not accept %s components (it accepts %s)", cal.ID, info.Component, strings.Join(cal.Components, ", "))
 	}
+	if err := h.uidElsewhere(req.user, dest, info.UID, "", ""); err != nil {
+		return err
+	}
 	obj, created, err := h.store.PutObject(req.user, cal.ID, cache.Object{
-		Name:      req.t.name,
+		Name:      dest.name,
 		UID:       info.UID,
 		Component: info.Component,
 		Start:     info.Start,
@@ -128,7 +151,7 @@ func (h *Handler) put(w http.ResponseWriter, req *request) error {
 	var uc *cache.UIDConflictError
 	if errors.As(err, &uc) {
 		return &davError{status: http.StatusForbidden, cond: caldav("no-uid-conflict"),
-			inner: href(objectHref(req.user, cal.ID, uc.Name)),
+			inner: href(dest.href(req.user, uc.Name)),
 			msg:   fmt.Sprintf("UID %q is already used by %s in this calendar", info.UID, uc.Name)}
 	}
 	if err != nil {
@@ -138,7 +161,7 @@ func (h *Handler) put(w http.ResponseWriter, req *request) error {
 	w.Header().Set("ETag", `"`+obj.ETag+`"`)
 	w.Header().Set("Last-Modified", obj.Modified.UTC().Format(http.TimeFormat))
 	if created {
-		w.Header().Set("Location", objectHref(req.user, cal.ID, obj.Name))
+		w.Header().Set("Location", dest.href(req.user, obj.Name))
 		w.WriteHeader(http.StatusCreated)
 	} else {
 		w.WriteHeader(http.StatusNoContent)
@@ -200,6 +223,9 @@ func (h *Handler) delete(w http.ResponseWriter, req *request) error {
 	cal, err := h.store.GetCalendar(req.user, req.t.cal)
 	if err != nil {
 		return storeErr(err)
+	}
+	if cal.Kind == kindMerged {
+		return h.mergedDelete(w, req)
 	}
 	switch {
 	case req.t.kind == kindObject && readOnly(&cal):

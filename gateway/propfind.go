@@ -99,6 +99,9 @@ func (h *Handler) lookup(user string, t target, withData bool) (*resource, error
 		if err != nil {
 			return nil, storeErr(err)
 		}
+		if cal.Kind == kindMerged {
+			return h.mergedLookup(user, t, cal, withData)
+		}
 		res.cal = &cal
 		res.href = calendarHref(user, cal.ID)
 		if t.kind == kindObject {
@@ -148,9 +151,19 @@ func (h *Handler) children(user string, res *resource, withData bool) ([]*resour
 		out := make([]*resource, len(cals))
 		for i := range cals {
 			out[i] = &resource{kind: kindCalendar, user: user, cal: &cals[i], href: calendarHref(user, cals[i].ID)}
+			if cals[i].Kind == kindMerged {
+				v, err := h.mergedView(cals[i])
+				if err != nil {
+					return nil, err
+				}
+				out[i].cal, out[i].mv = &v.cal, v
+			}
 		}
 		return out, nil
 	case kindCalendar:
+		if res.mv != nil {
+			return h.mergedResources(res.mv, res.mv.idx.visible, withData)
+		}
 		var objs []cache.Object
 		var err error
 		if withData {

@@ -145,8 +145,16 @@ func (h *Handler) proppatch(w http.ResponseWriter, req *request) error {
 	if req.t.kind != kindCalendar {
 		// Properties of principals, homes and objects are not writable;
 		// answer per property so that clients see which were refused.
-		if _, err := h.lookup(req.user, req.t, false); err != nil {
+		res, err := h.lookup(req.user, req.t, false)
+		if err != nil {
 			return err
+		}
+		// An object of a merged calendar belongs to a member: one that
+		// the merged calendar does not write to refuses it as a whole.
+		if res.mv != nil && res.kind == kindObject {
+			if w := res.mv.writeTo(); w < 0 || res.member.ID != res.mv.members[w].id {
+				return res.mv.readOnlyErr(req.t.name, "write-properties")
+			}
 		}
 	}
 	var u propertyUpdate

@@ -17,6 +17,10 @@ type resource struct {
 	user string
 	cal  *cache.Calendar
 	obj  *cache.Object // Data filled only when calendar-data was asked for
+	// mv is set for a merged calendar and its objects; member is then the
+	// member calendar that stores obj.
+	mv     *mergedView
+	member *cache.Calendar
 }
 
 // propDef is a live property: which resources have it, whether allprop
@@ -64,6 +68,8 @@ func httpDate(res *resource) (string, bool) {
 	switch {
 	case res.obj != nil:
 		return res.obj.Modified.UTC().Format(http.TimeFormat), true
+	case res.mv != nil:
+		return res.mv.modified().UTC().Format(http.TimeFormat), true
 	case res.cal != nil:
 		return res.cal.Modified.UTC().Format(http.TimeFormat), true
 	}
@@ -133,6 +139,8 @@ var liveProps = map[xml.Name]propDef{
 	dav("current-user-privilege-set"): {on: onAll, value: func(h *Handler, res *resource) (string, bool) {
 		privs := []string{"<d:read/>", "<d:read-current-user-privilege-set/>"}
 		switch {
+		case res.mv != nil:
+			privs = res.mv.privileges(res)
 		case readOnly(res.cal):
 			privs = readPrivileges
 		case res.kind == kindHome || res.kind == kindCalendar || res.kind == kindObject:
@@ -145,14 +153,23 @@ var liveProps = map[xml.Name]propDef{
 		return b.String(), true
 	}},
 	cs("getctag"): {on: onCal, allprop: true, value: func(h *Handler, res *resource) (string, bool) {
+		if res.mv != nil {
+			return escape(res.mv.ctag()), true
+		}
 		return escape(ctag(res.cal)), true
 	}},
 	dav("sync-token"): {on: onCal, value: func(h *Handler, res *resource) (string, bool) {
+		if res.mv != nil {
+			return escape(res.mv.syncToken()), true
+		}
 		return escape(syncToken(res.cal)), true
 	}},
 	dav("getetag"): {on: onKinds(kindCalendar, kindObject), allprop: true, value: func(h *Handler, res *resource) (string, bool) {
 		if res.obj != nil {
 			return escape(`"` + res.obj.ETag + `"`), true
+		}
+		if res.mv != nil {
+			return escape(`"` + res.mv.ctag() + `"`), true
 		}
 		return escape(`"` + ctag(res.cal) + `"`), true
 	}},
@@ -181,8 +198,12 @@ var liveProps = map[xml.Name]propDef{
 		return escape(res.cal.Timezone), res.cal.Timezone != ""
 	}},
 	caldav("supported-calendar-component-set"): {on: onCal, value: func(h *Handler, res *resource) (string, bool) {
+		comps := res.cal.Components
+		if res.mv != nil {
+			comps = res.mv.components()
+		}
 		var b strings.Builder
-		for _, c := range res.cal.Components {
+		for _, c := range comps {
 			b.WriteString(`<c:comp name="` + escape(c) + `"/>`)
 		}
 		return b.String(), true
@@ -197,6 +218,9 @@ var liveProps = map[xml.Name]propDef{
 		return fmt.Sprint(h.maxSize), true
 	}},
 	dav("quota-used-bytes"): {on: onCal, value: func(h *Handler, res *resource) (string, bool) {
+		if res.mv != nil {
+			return fmt.Sprint(res.mv.size()), true
+		}
 		objs, err := h.store.ListObjects(res.user, res.cal.ID)
 		if err != nil {
 			return "", false

@@ -99,6 +99,16 @@ func (h *Handler) multiget(w http.ResponseWriter, req *request, body *reportBody
 		if err != nil {
 			continue // every href of it is answered with 404
 		}
+		if cal.Kind == kindMerged {
+			got, err := h.mergedMultiget(cal, objNames)
+			if err != nil {
+				return err
+			}
+			for name, res := range got {
+				found[[2]string{calID, name}] = res
+			}
+			continue
+		}
 		objs, err := h.store.GetObjects(req.user, calID, objNames)
 		if err != nil {
 			return storeErr(err)
@@ -146,6 +156,9 @@ func (h *Handler) query(w http.ResponseWriter, req *request, body *reportBody) e
 		cal, err = h.store.GetCalendar(req.user, req.t.cal)
 		if err != nil {
 			return storeErr(err)
+		}
+		if cal.Kind == kindMerged {
+			return h.mergedQuery(w, req, body, q, cal)
 		}
 		q.floating = h.floatingZone(body.Timezone, &cal)
 		if cd := body.calData(); cd != nil {
@@ -231,6 +244,9 @@ func (h *Handler) syncCollection(w http.ResponseWriter, req *request, body *repo
 	}
 	invalid := precond(http.StatusForbidden, dav("valid-sync-token"),
 		"the sync token is unknown or has expired; sync again from an empty token")
+	if cal.Kind == kindMerged {
+		return h.mergedSync(w, req, body, cal, token, limit, invalid)
+	}
 
 	ms := newMultistatus()
 	newRev := cal.Revision

@@ -3,7 +3,7 @@
 # vdirsyncer (clients), radicale and xandikos (upstream servers).
 # Debian packages; needs root (or sudo) the first time only.
 set -eu
-pkgs="python3-caldav python3-icalendar vdirsyncer radicale xandikos"
+pkgs="python3-caldav python3-icalendar vdirsyncer radicale xandikos curl"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -173,6 +173,11 @@ type FeedConfig struct {
 	TokensEnv string `yaml:"tokens_env"`
 	// TokensFile names a file holding access tokens, one per line.
 	TokensFile string `yaml:"tokens_file"`
+	// Title is the feed's X-WR-CALNAME. Default: the name.
+	Title string `yaml:"title"`
+	// Refresh is the poll interval suggested to subscribers
+	// (REFRESH-INTERVAL and X-PUBLISHED-TTL). Default: 1h.
+	Refresh time.Duration `yaml:"refresh"`
 }
 
 // FeedWindow bounds a feed relative to now.
@@ -282,6 +287,18 @@ func (c *Config) Defaults() {
 	}
 	if c.MaxResourceSize == 0 {
 		c.MaxResourceSize = defaultMaxResourceSize
+	}
+	for i := range c.Feeds {
+		f := &c.Feeds[i]
+		if f.Privacy == "" {
+			f.Privacy = "full"
+		}
+		if f.BusySummary == "" {
+			f.BusySummary = "Busy"
+		}
+		if f.Refresh == 0 {
+			f.Refresh = time.Hour
+		}
 	}
 	for i := range c.Users {
 		for j := range c.Users[i].Calendars {
@@ -445,18 +462,165 @@ func (c *Config) Validate() error {
 			if sources > 1 {
 				add(fmt.Errorf("%s: a calendar has at most one of caldav, ics and merge", cwhere))
 			}
-			if cal.Merge != nil {
-				add(fmt.Errorf("%s: %w", cwhere, notSupported("merged calendars")))
-			}
 		}
 		for _, err := range validateAccounts(where, u.Accounts, cals) {
 			add(err)
 		}
+		for _, cal := range u.Calendars {
+			if cal.Merge != nil {
+				for _, err := range validateMerge(u, cal) {
+					add(fmt.Errorf("%s: calendar %q: merge: %w", where, cal.ID, err))
+				}
+			}
+		}
 	}
-	if len(c.Feeds) > 0 {
-		add(fmt.Errorf("feeds: %w", notSupported("merged feeds")))
+	for _, err := range c.validateFeeds() {
+		add(err)
 	}
 	return errors.Join(errs...)
+}
+
+// knownCalendar reports whether id names a calendar of u: a configured
+// one, or one an account of u discovers ("<account id>-...").
+func knownCalendar(u UserConfig, id string) (CalendarConfig, bool) {
+	for _, c := range u.Calendars {
+		if c.ID == id {
+			return c, true
+		}
+	}
+	for _, a := range u.Accounts {
+		if a.ID != "" && strings.HasPrefix(id, a.ID+"-") {
+			return CalendarConfig{ID: id, CalDAV: a.CalDAV}, true
+		}
+	}
+	return CalendarConfig{}, false
+}
+
+// validateMerge lists the problems of merged calendar cal of user u.
+func validateMerge(u UserConfig, cal CalendarConfig) []error {
+	var errs []error
+	if len(cal.Merge.Calendars) == 0 {
+		errs = append(errs, errors.New("calendars: name at least one member"))
+	}
+	seen := map[string]bool{}
+	for _, m := range cal.Merge.Calendars {
+		mc, ok := knownCalendar(u, m)
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("unknown calendar %q (members are ids of this user's calendars)", m))
+		case mc.Merge != nil:
+			errs = append(errs, fmt.Errorf("member %q is itself merged", m))
+		case seen[m]:
+			errs = append(errs, fmt.Errorf("member %q listed twice", m))
+		}
+		seen[m] = true
+	}
+	if w := cal.Merge.WriteTo; w != "" {
+		mc, _ := knownCalendar(u, w)
+		switch {
+		case !seen[w]:
+			errs = append(errs, fmt.Errorf("write_to %q is not one of the members", w))
+		case mc.ICS != nil:
+			errs = append(errs, fmt.Errorf("write_to %q mirrors a read-only .ics feed", w))
+		}
+	}
+	return errs
+}
+
+// minTokenLen is the shortest feed token accepted: a token is the only
+// key to a feed.
+const minTokenLen = 16
+
+// validateFeeds lists the problems of the feeds, tokens included.
+func (c *Config) validateFeeds() []error {
+	var errs []error
+	names := map[string]bool{}
+	for i, f := range c.Feeds {
+		where := fmt.Sprintf("feeds[%d]", i)
+		if f.Name != "" {
+			where += fmt.Sprintf(" %q", f.Name)
+		}
+		add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(where+": "+format, args...)) }
+		if err := checkID("name", f.Name); err != nil {
+			add("%v", err)
+		} else if names[f.Name] {
+			add("duplicate feed name")
+		}
+		names[f.Name] = true
+		if len(f.Calendars) == 0 {
+			add("calendars: name at least one member as user/calendar")
+		}
+		members := map[string]bool{}
+		for _, m := range f.Calendars {
+			user, cal, ok := strings.Cut(m, "/")
+			var found bool
+			for _, u := range c.Users {
+				if u.Name == user {
+					_, found = knownCalendar(u, cal)
+				}
+			}
+			if !ok || !found {
+				add("unknown calendar %q (write members as user/calendar-id)", m)
+			}
+			members[m] = true
+		}
+		for m := range f.Prefix {
+			if !members[m] {
+				add("prefix for %q, which is not a member", m)
+			}
+		}
+		if f.Privacy != "full" && f.Privacy != "busy" {
+			add("privacy %q: want full or busy", f.Privacy)
+		}
+		if f.Window.Past < 0 || f.Window.Future < 0 {
+			add("window: past and future must not be negative")
+		}
+		tokens, err := f.tokens()
+		if err != nil {
+			add("%v", err)
+		}
+		for _, t := range tokens {
+			if len(t) < minTokenLen {
+				add("a token is shorter than %d characters (make one with: openssl rand -hex 16)", minTokenLen)
+				break
+			}
+		}
+	}
+	return errs
+}
+
+// tokens reads the feed's access tokens from tokens_env (comma-separated)
+// or tokens_file (one per line). They are never logged.
+func (f *FeedConfig) tokens() ([]string, error) {
+	var raw string
+	switch {
+	case f.TokensEnv != "" && f.TokensFile != "":
+		return nil, errors.New("set only one of tokens_env and tokens_file")
+	case f.TokensEnv != "":
+		v, ok := os.LookupEnv(f.TokensEnv)
+		if !ok {
+			return nil, fmt.Errorf("tokens_env: environment variable %s is not set (export it before starting calgate)", f.TokensEnv)
+		}
+		raw = strings.ReplaceAll(v, ",", "\n")
+	case f.TokensFile != "":
+		b, err := os.ReadFile(f.TokensFile)
+		if err != nil {
+			return nil, fmt.Errorf("tokens_file: %w", err)
+		}
+		raw = string(b)
+	default:
+		return nil, errors.New("no tokens: set tokens_env or tokens_file (a feed is only served with a token)")
+	}
+	var out []string
+	for _, t := range strings.Split(raw, "\n") {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("the token list is empty")
+	}
+	return out, nil
 }
 
 // validateAccounts lists the problems of a user's accounts: where names

@@ -215,7 +215,7 @@ users:
 			want: []string{`calendar "both": a calendar has at most one of caldav, ics and merge`},
 		},
 		{
-			name: "merge and feeds not supported; accounts validated",
+			name: "merge, feeds and accounts validated",
 			yml: `
 users:
   - name: alice
@@ -224,23 +224,25 @@ users:
       - id: holidays
         ics: {url: "https://example.com/holidays.ics", interval: 6h}
       - id: everything
-        merge: {calendars: [holidays], write_to: holidays}
+        merge: {calendars: [holidays, nope], write_to: holidays}
     accounts:
       - id: fastmail
         caldav: {url: "https://caldav.example.net/", username: alice, password_file: /run/secrets/fm}
 feeds:
   - name: alice-busy
-    calendars: [alice/holidays]
-    privacy: busy
-    busy_summary: Busy
-    window: {past: 720h, future: 8760h}
-    prefix: {alice/holidays: "[H] "}
-    tokens_env: ALICE_BUSY_TOKENS
+    calendars: [alice/holidays, bob/x]
+    privacy: secret
+    prefix: {alice/other: "[O] "}
+    tokens_env: CALGATE_TEST_UNSET_TOKENS
 `,
 			want: []string{
-				`calendar "everything": merged calendars are not supported yet`,
-				`users[0] "alice": account "fastmail": caldav: password_file: open /run/secrets/fm`,
-				`feeds: merged feeds are not supported yet`,
+				`account "fastmail": caldav: password_file: open /run/secrets/fm`,
+				`calendar "everything": merge: unknown calendar "nope"`,
+				`calendar "everything": merge: write_to "holidays" mirrors a read-only .ics feed`,
+				`feeds[0] "alice-busy": unknown calendar "bob/x"`,
+				`feeds[0] "alice-busy": prefix for "alice/other", which is not a member`,
+				`feeds[0] "alice-busy": privacy "secret": want full or busy`,
+				`feeds[0] "alice-busy": tokens_env: environment variable CALGATE_TEST_UNSET_TOKENS is not set`,
 			},
 		},
 		{
@@ -600,5 +602,50 @@ users:
 	}
 	if strings.Contains(err.Error(), `account "fm": caldav`) {
 		t.Errorf("a valid account reported: %v", err)
+	}
+}
+
+func TestConfigFeedsAndMerge(t *testing.T) {
+	t.Setenv("CALGATE_TEST_TOKENS", "0123456789abcdef0123,fedcba9876543210fedc")
+	yml := `
+users:
+  - name: alice
+    password_hash: "HASH"
+    calendars:
+      - id: personal
+      - id: work
+      - id: everything
+        merge: {calendars: [personal, work], write_to: personal}
+feeds:
+  - name: alice-busy
+    calendars: [alice/personal, alice/work]
+    privacy: busy
+    window: {past: 720h, future: 8760h}
+    prefix: {alice/work: "[Work] "}
+    tokens_env: CALGATE_TEST_TOKENS
+`
+	cfg, err := ParseConfig(strings.NewReader(strings.ReplaceAll(yml, "HASH", testHash)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	feeds, err := gatewayFeeds(cfg)
+	if err != nil || len(feeds) != 1 || len(feeds[0].Tokens) != 2 {
+		t.Fatalf("feeds %+v, %v", feeds, err)
+	}
+	spec := feeds[0].Spec
+	if !spec.Busy || spec.BusySummary != "Busy" || spec.Refresh != time.Hour || len(spec.Members) != 2 || spec.Members[1].Prefix != "[Work] " {
+		t.Fatalf("spec %+v", spec)
+	}
+	if calendarKind(cfg.Users[0].Calendars[2]) != calendarKindMerged {
+		t.Fatal("merge calendar kind")
+	}
+	// Short tokens are refused.
+	t.Setenv("CALGATE_TEST_TOKENS", "short")
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "shorter than 16") {
+		t.Fatalf("short token: %v", err)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -56,6 +57,7 @@ Usage:
   calgate hash-password
   calgate sync [-config FILE] [SOURCE ...]
   calgate status [-config FILE]
+  calgate export [-config FILE] USER/CALENDAR|FEED
   calgate help [SUBCOMMAND]
 
 Subcommands:
@@ -70,6 +72,8 @@ Subcommands:
                  USER/CALENDAR) once now, with a line per source, then exit.
                  Pushes pending local writes first. Needs the data file,
                  so stop a running calgate first.
+  export         Write a calendar (USER/CALENDAR) or a feed (its name) to
+                 standard output as the .ics a subscriber would get.
   status         Print each source's health as a table: last success,
                  consecutive failures, pending writes, conflicts, last error.
 
@@ -87,6 +91,7 @@ Examples:
   printf '%s\n' "$PASSWORD" | calgate hash-password
   calgate sync alice/holidays                # one source, now
   calgate status
+  calgate export alice-busy > busy.ics       # a feed, as subscribers get it
 
 Clients connect to base_url (e.g. http://127.0.0.1:8080/); discovery starts
 at /.well-known/caldav. See gateway.yaml.example for every config key.
@@ -116,6 +121,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdSync(args, stdout, stderr)
 	case "status":
 		return cmdStatus(args, stdout, stderr)
+	case "export":
+		return cmdExport(args, stdout, stderr)
 	case "help":
 		io.WriteString(stdout, usageText)
 		return 0
@@ -163,7 +170,7 @@ func parseFlags(name string, args []string, stderr io.Writer) (commonFlags, int,
 		}
 		return f, 2, false
 	}
-	if fs.NArg() > 0 && name != "sync" {
+	if fs.NArg() > 0 && name != "sync" && name != "export" {
 		fmt.Fprintf(stderr, "calgate %s: unexpected argument %q\n", name, fs.Arg(0))
 		return f, 2, false
 	}
@@ -301,7 +308,12 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	feeds, err := gatewayFeeds(cfg)
+	if err != nil {
+		return err
+	}
 	h, err := gateway.New(gateway.Options{
+		Feeds:           feeds,
 		Store:           store,
 		Users:           users,
 		Logger:          log.With("component", "gateway"),
@@ -392,19 +404,24 @@ func ensureCalendars(store *cache.Store, cfg *Config, log *slog.Logger) error {
 	for _, u := range cfg.Users {
 		for _, c := range u.Calendars {
 			kind, source := calendarKind(c), ""
-			if kind != calendarKindLocal {
+			if kind == calendarKindCalDAV || kind == calendarKindICS {
 				source = sourceID(u.Name, c.ID)
+			}
+			var members []string
+			writeTo := ""
+			if c.Merge != nil {
+				members, writeTo = c.Merge.Calendars, c.Merge.WriteTo
 			}
 			cur, err := store.GetCalendar(u.Name, c.ID)
 			if err == nil {
-				if cur.Kind != kind || cur.Source != source {
+				if cur.Kind != kind || cur.Source != source || !slices.Equal(cur.Members, members) || cur.WriteTo != writeTo {
 					if _, err := store.UpdateCalendar(u.Name, c.ID, func(cal *cache.Calendar) error {
-						cal.Kind, cal.Source = kind, source
+						cal.Kind, cal.Source, cal.Members, cal.WriteTo = kind, source, members, writeTo
 						return nil
 					}); err != nil {
 						return fmt.Errorf("update calendar %s/%s: %w", u.Name, c.ID, err)
 					}
-					log.Warn("calendar changed kind", "user", u.Name, "calendar", c.ID, "from", cur.Kind, "to", kind)
+					log.Info("calendar definition changed in the config", "user", u.Name, "calendar", c.ID, "kind", kind)
 				}
 				continue
 			}
@@ -420,6 +437,8 @@ func ensureCalendars(store *cache.Store, cfg *Config, log *slog.Logger) error {
 				Components:  append([]string(nil), c.Components...),
 				Kind:        kind,
 				Source:      source,
+				Members:     members,
+				WriteTo:     writeTo,
 			})
 			if err != nil && !errors.Is(err, cache.ErrExists) {
 				return fmt.Errorf("create calendar %s/%s: %w", u.Name, c.ID, err)

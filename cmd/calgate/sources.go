@@ -21,6 +21,7 @@ import (
 const (
 	calendarKindCalDAV = "caldav"
 	calendarKindICS    = "ics"
+	calendarKindMerged = "merged"
 )
 
 // maxFeedBytes caps an upstream body (a feed or a multiget answer).
@@ -36,6 +37,8 @@ func calendarKind(c CalendarConfig) string {
 		return calendarKindCalDAV
 	case c.ICS != nil:
 		return calendarKindICS
+	case c.Merge != nil:
+		return calendarKindMerged
 	}
 	return calendarKindLocal
 }

@@ -1,0 +1,190 @@
+package gateway
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/calgate/calgate/cache"
+	"github.com/calgate/calgate/feed"
+)
+
+// Feed is a merged .ics feed published at /feeds/{name}.ics.
+type Feed struct {
+	Spec feed.Spec
+	// Tokens are the access tokens, one per subscriber, so that one can
+	// be revoked alone. A request must carry one of them, in ?token= or as
+	// /feeds/{token}/{name}.ics.
+	Tokens []string
+}
+
+// feedServer serves one feed. Its rendering (and the gzip of it) is
+// cached and rebuilt only when a member calendar changed or the window
+// moved to another day, so a GET is a copy of bytes in memory and a
+// conditional GET a comparison of headers.
+type feedServer struct {
+	spec   feed.Spec
+	tokens [][sha256.Size]byte // hashes: compared in constant time, never logged
+
+	mu  sync.Mutex // protects cur and serialises rebuilds
+	cur *rendering
+}
+
+// rendering is one built version of a feed.
+type rendering struct {
+	key      string // feed.Version + window day
+	body, gz []byte
+	etag     string // strong, of body
+	modified time.Time
+}
+
+func newFeedServer(f Feed) *feedServer {
+	fs := &feedServer{spec: f.Spec}
+	for _, t := range f.Tokens {
+		fs.tokens = append(fs.tokens, sha256.Sum256([]byte(t)))
+	}
+	return fs
+}
+
+// feedsPrefix is where feeds are served.
+const feedsPrefix = "/feeds/"
+
+// dummyToken is compared against when no feed matches, so that a request
+// for a feed that does not exist takes as long as one with a wrong token.
+var dummyToken = sha256.Sum256([]byte("calgate: no such feed"))
+
+// serveFeed answers GET and HEAD of /feeds/{name}.ics?token=T and
+// /feeds/{T}/{name}.ics. A wrong or missing token is the same 404 as a
+// feed that does not exist.
+func (h *Handler) serveFeed(w http.ResponseWriter, r *http.Request) {
+	rest := strings.TrimPrefix(r.URL.Path, feedsPrefix)
+	token := r.URL.Query().Get("token")
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		token, rest = rest[:i], rest[i+1:]
+	}
+	name, ok := strings.CutSuffix(rest, ".ics")
+	fs := h.feeds[name]
+	if !ok || strings.Contains(name, "/") {
+		fs = nil
+	}
+	if !fs.allows(token) {
+		h.writeError(w, r, errNotFound)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		h.writeError(w, r, errf(http.StatusMethodNotAllowed, "a feed can only be read"))
+		return
+	}
+	rd, err := fs.current(h)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", "text/calendar; charset=utf-8")
+	hd.Set("Vary", "Accept-Encoding")
+	hd.Set("Cache-Control", "private, no-cache")
+	body, etag := rd.body, rd.etag
+	if acceptsGzip(r) {
+		// A strong ETag names one representation: the gzip one has its own.
+		body, etag = rd.gz, strings.TrimSuffix(rd.etag, `"`)+`-gz"`
+		hd.Set("Content-Encoding", "gzip")
+	}
+	hd.Set("ETag", etag)
+	http.ServeContent(w, r, "", rd.modified, bytes.NewReader(body))
+}
+
+// allows reports whether token opens the feed (nil fs: no feed). Every
+// token is compared, in constant time, whatever matches.
+func (fs *feedServer) allows(token string) bool {
+	got := sha256.Sum256([]byte(token))
+	if fs == nil {
+		subtle.ConstantTimeCompare(got[:], dummyToken[:])
+		return false
+	}
+	ok := 0
+	for _, t := range fs.tokens {
+		ok |= subtle.ConstantTimeCompare(got[:], t[:])
+	}
+	return ok == 1 && token != ""
+}
+
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		enc, q, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(enc), "gzip") && !strings.Contains(strings.ReplaceAll(q, " ", ""), "q=0") {
+			return true
+		}
+	}
+	return false
+}
+
+// current returns the rendering for the feed's present state, building it
+// if a member changed or the window moved.
+func (fs *feedServer) current(h *Handler) (*rendering, error) {
+	version, err := feed.Version(h.store, fs.spec)
+	if err != nil {
+		return nil, err
+	}
+	now := h.now()
+	key := version
+	if fs.spec.Past != 0 || fs.spec.Future != 0 {
+		key += "@" + now.UTC().Format("2006-01-02") // the window moves daily
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.cur != nil && fs.cur.key == key {
+		return fs.cur, nil
+	}
+	body, err := feed.Render(h.store, h.zones, fs.spec, now)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(body)
+	rd := &rendering{key: key, body: body, etag: `"` + hex.EncodeToString(sum[:16]) + `"`, modified: now.UTC().Truncate(time.Second)}
+	if fs.cur != nil && fs.cur.etag == rd.etag {
+		rd.modified = fs.cur.modified // same bytes: same Last-Modified
+	}
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	zw.Write(body)
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	rd.gz = gz.Bytes()
+	fs.cur = rd
+	return rd, nil
+}
+
+// redactFeedPath hides a token carried in a feed path, for logs.
+func redactFeedPath(p string) string {
+	rest, ok := strings.CutPrefix(p, feedsPrefix)
+	if !ok {
+		return p
+	}
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		return feedsPrefix + "[token]/" + rest[i+1:]
+	}
+	return p
+}
+
+// CalendarSpec is the feed of one whole calendar, as GET of the calendar
+// collection serves it (and `calgate export USER/CALENDAR` writes it).
+func CalendarSpec(user, cal string) feed.Spec {
+	return feed.Spec{Name: cal, Members: []feed.Member{{User: user, Cal: cal}}}
+}
+
+// CalendarTitle is the X-WR-CALNAME of a calendar's own feed.
+func CalendarTitle(c *cache.Calendar) string {
+	if c.DisplayName != "" {
+		return c.DisplayName
+	}
+	return c.ID
+}
