@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/calgate/calgate/cache"
+	"github.com/calgate/calgate/feed"
 	"github.com/calgate/calgate/ical"
 )
 
@@ -32,31 +33,23 @@ func (h *Handler) get(w http.ResponseWriter, req *request) error {
 			return storeErr(err)
 		}
 		etag, modified := ctag(&cal), cal.Modified
-		var objs []cache.Object
+		spec := CalendarSpec(req.user, cal.ID)
 		if cal.Kind == kindMerged {
 			v, err := h.mergedView(cal)
 			if err != nil {
 				return storeErr(err)
 			}
-			found, err := h.mergedSelect(v, nil, nil)
-			if err != nil {
-				return err
-			}
-			for _, res := range found {
-				objs = append(objs, *res.obj)
-			}
 			etag, modified = v.ctag(), v.modified()
-		} else {
-			objs, err = h.store.SelectObjects(req.user, cal.ID, func(cache.Object) bool { return true })
-			if err != nil {
-				return storeErr(err)
+			spec.Members = nil
+			for _, m := range cal.Members {
+				spec.Members = append(spec.Members, feed.Member{User: req.user, Cal: m})
 			}
 		}
-		name := cal.DisplayName
-		if name == "" {
-			name = cal.ID
+		spec.Title = CalendarTitle(&cal)
+		body, err := feed.Render(h.store, h.zones, spec, h.now())
+		if err != nil {
+			return storeErr(err)
 		}
-		body := mergeCalendar(name, objs)
 		w.Header().Set("ETag", `"`+etag+`"`)
 		w.Header().Set("Content-Type", "text/calendar; charset=utf-8")
 		w.Header().Set("Content-Disposition", fmt.Sprintf("inline; filename=%q", cal.ID+".ics"))
@@ -68,31 +61,6 @@ func (h *Handler) get(w http.ResponseWriter, req *request) error {
 		return nil
 	}
 	return errf(http.StatusMethodNotAllowed, "GET is not supported on this collection; use PROPFIND")
-}
-
-// mergeCalendar joins objects into one VCALENDAR, copying their
-// components as bytes and keeping one VTIMEZONE per TZID.
-func mergeCalendar(name string, objs []cache.Object) []byte {
-	var b []byte
-	b = append(b, "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calgate//calgate//EN\r\n"...)
-	b = ical.FoldLine(b, "X-WR-CALNAME:"+ical.EscapeText(name))
-	seenTZ := make(map[string]bool)
-	var comps []byte
-	for _, o := range objs {
-		for _, c := range ical.SplitRaw(o.Data) {
-			if c.Name == "VTIMEZONE" {
-				if seenTZ[c.TZID] {
-					continue
-				}
-				seenTZ[c.TZID] = true
-				b = append(b, c.Data...)
-				continue
-			}
-			comps = append(comps, c.Data...)
-		}
-	}
-	b = append(b, comps...)
-	return append(b, "END:VCALENDAR\r\n"...)
 }
 
 // put stores one calendar object resource (RFC 4791 §5.3.2).
