@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/calgate/calgate/cache"
+	"github.com/calgate/calgate/feed"
 )
 
 // benchEnv is a handler over a real, durable store; requests go straight
@@ -295,4 +296,75 @@ func mixedExpected(n int, from, to time.Time) (objects, instances int) {
 		}
 	}
 	return objects, instances
+}
+
+// feedBench is a handler with one feed over a calendar of n mixed events,
+// the feed's bytes, and a trivial handler that serves the same bytes:
+// the limit a feed GET is measured against.
+func feedBench(b *testing.B, n int) (*Handler, string, []byte, http.Handler) {
+	b.Helper()
+	st, err := cache.Open(filepath.Join(b.TempDir(), "bench.db"), cache.Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	hash, _ := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
+	const tok = "0123456789abcdef0123456789abcdef"
+	h, err := New(Options{Store: st, Users: []User{{Name: "alice", PasswordHash: string(hash)}},
+		Feeds: []Feed{{Spec: feed.Spec{Name: "all", Members: []feed.Member{{User: "alice", Cal: "personal"}}}, Tokens: []string{tok}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := st.CreateCalendar(cache.Calendar{User: "alice", ID: "personal", Components: []string{"VEVENT"}}); err != nil {
+		b.Fatal(err)
+	}
+	e := &benchEnv{h: h, store: st}
+	e.fillMixed(b, n)
+	path := "/feeds/all.ics?token=" + tok
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+	if rec.Code != http.StatusOK || strings.Count(rec.Body.String(), "BEGIN:VEVENT") < n {
+		b.Fatalf("feed: %d, %d events", rec.Code, strings.Count(rec.Body.String(), "BEGIN:VEVENT"))
+	}
+	body := rec.Body.Bytes()
+	etag := rec.Header().Get("ETag")
+	trivial := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("If-None-Match") == etag {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("Content-Type", "text/calendar; charset=utf-8")
+		w.Header().Set("ETag", etag)
+		w.Write(body)
+	})
+	return h, path, body, trivial
+}
+
+func benchGet(b *testing.B, h http.Handler, path string, want int, hdr ...string) {
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest("GET", path, nil)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != want {
+			b.Fatalf("status %d, want %d", rec.Code, want)
+		}
+	}
+}
+
+// BenchmarkFeedGet10k is GET of a feed of 10,000 events (full and 304)
+// beside a trivial handler serving the same bytes, in the same run.
+func BenchmarkFeedGet10k(b *testing.B) {
+	h, path, body, trivial := feedBench(b, mixedN)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+	etag := rec.Header().Get("ETag")
+	b.Run("calgate/full", func(b *testing.B) { b.SetBytes(int64(len(body))); benchGet(b, h, path, http.StatusOK) })
+	b.Run("trivial/full", func(b *testing.B) { b.SetBytes(int64(len(body))); benchGet(b, trivial, path, http.StatusOK) })
+	b.Run("calgate/304", func(b *testing.B) { benchGet(b, h, path, http.StatusNotModified, "If-None-Match", etag) })
+	b.Run("trivial/304", func(b *testing.B) { benchGet(b, trivial, path, http.StatusNotModified, "If-None-Match", etag) })
+	b.Run("calgate/gzip", func(b *testing.B) { benchGet(b, h, path, http.StatusOK, "Accept-Encoding", "gzip") })
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -98,7 +99,41 @@ func (h *Handler) serveFeed(w http.ResponseWriter, r *http.Request) {
 		hd.Set("Content-Encoding", "gzip")
 	}
 	hd.Set("ETag", etag)
-	http.ServeContent(w, r, "", rd.modified, bytes.NewReader(body))
+	serveBytes(w, r, body, etag, rd.modified)
+}
+
+// serveBytes answers a GET or HEAD with body, or 304 when the request's
+// If-None-Match (or, without it, If-Modified-Since) matches (RFC 9110
+// §13.1). The body goes out in one write; feeds need no ranges.
+func serveBytes(w http.ResponseWriter, r *http.Request, body []byte, etag string, modified time.Time) {
+	hd := w.Header()
+	hd.Set("Last-Modified", modified.UTC().Format(http.TimeFormat))
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		if etagListMatches(inm, etag) {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+	} else if ims, err := http.ParseTime(r.Header.Get("If-Modified-Since")); err == nil && !modified.Truncate(time.Second).After(ims) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	hd.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
+}
+
+// etagListMatches reports whether an If-None-Match value names etag
+// (weak comparison, as If-None-Match uses) or is "*".
+func etagListMatches(list, etag string) bool {
+	for _, t := range strings.Split(list, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == "*" || t == strings.TrimPrefix(etag, "W/") {
+			return true
+		}
+	}
+	return false
 }
 
 // allows reports whether token opens the feed (nil fs: no feed). Every
