@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -690,4 +691,36 @@ func TestFormatDuration(t *testing.T) {
 			t.Errorf("formatDuration(%v) = %q, want %q", d, got, want)
 		}
 	}
+}
+
+// TestUnknownComponentsLeftOut: a stored object may hold a top-level X-
+// component; no feed carries it (subscribers refuse unknown components).
+func TestUnknownComponentsLeftOut(t *testing.T) {
+	st := openStoreForXTest(t)
+	data := "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:x1\r\nDTSTAMP:20240101T000000Z\r\nDTSTART:20240101T100000Z\r\nSUMMARY:Kept\r\nEND:VEVENT\r\nBEGIN:X-UNKNOWN\r\nX-FOO:bar\r\nEND:X-UNKNOWN\r\nEND:VCALENDAR\r\n"
+	if _, _, err := st.PutObject("alice", "c", cache.Object{Name: "x1.ics", UID: "x1", Component: "VEVENT", Data: []byte(data)}, cache.PutConditions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, busy := range []bool{false, true} {
+		out, err := Render(st, nil, Spec{Name: "f", Busy: busy, Members: []Member{{User: "alice", Cal: "c"}}}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(out), "X-UNKNOWN") || !strings.Contains(string(out), "BEGIN:VEVENT") {
+			t.Fatalf("busy=%v:\n%s", busy, out)
+		}
+	}
+}
+
+func openStoreForXTest(t *testing.T) *cache.Store {
+	t.Helper()
+	st, err := cache.Open(filepath.Join(t.TempDir(), "x.db"), cache.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if _, err := st.CreateCalendar(cache.Calendar{User: "alice", ID: "c", Components: []string{"VEVENT"}}); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

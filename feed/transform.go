@@ -183,7 +183,8 @@ type transform struct {
 // kept any component. VTIMEZONEs are not written (the caller collects
 // them).
 //
-// Busy privacy leaves out X- components and components with
+// Components other than VEVENT, VTODO, VJOURNAL and VFREEBUSY are left
+// out in every mode. Busy privacy also leaves out components with
 // STATUS:CANCELLED or TRANSP:TRANSPARENT; a cancelled master leaves out
 // the whole object. An override left out while the master stays gets an
 // EXDATE in the master, so that the master does not bring its instance
@@ -197,6 +198,14 @@ func (t *transform) appendObject(b []byte, comps []comp, used map[string]bool) (
 		}
 	}
 	drop := make([]bool, len(comps))
+	// A feed carries calendar components only: an unknown top-level
+	// component (X-..., which a stored object may hold) would make
+	// subscribers such as vdirsyncer refuse the whole feed.
+	for i := range comps {
+		if !feedComponents[comps[i].name] {
+			drop[i] = true
+		}
+	}
 	var exdates [][]byte
 	if t.busy {
 		if master >= 0 && comps[master].cancelled {
@@ -375,3 +384,6 @@ func appendRaw(b, data []byte) []byte {
 	}
 	return b
 }
+
+// feedComponents are the top-level components a feed carries.
+var feedComponents = map[string]bool{"VEVENT": true, "VTODO": true, "VJOURNAL": true, "VFREEBUSY": true, "VTIMEZONE": true}
