@@ -63,7 +63,7 @@ var cancelledInstances = []struct {
 
 func newMerged(t *testing.T) *merged {
 	t.Helper()
-	dir := fixtures(t, "recurrence")
+	dir := fixtureDir(t, "recurrence")
 	m := &merged{
 		store: openStore(t),
 		members: []Member{
@@ -500,7 +500,7 @@ func TestRenderFoldingAndBytes(t *testing.T) {
 // TestRenderUntouched checks that full privacy without prefix copies
 // every component byte for byte (CRLF and well folded as stored).
 func TestRenderUntouched(t *testing.T) {
-	dir := fixtures(t, "recurrence")
+	dir := fixtureDir(t, "recurrence")
 	s := openStore(t)
 	mustCalendar(t, s, "u", "a")
 	var want [][]byte

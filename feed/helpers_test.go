@@ -3,6 +3,7 @@ package feed
 import (
 	"bytes"
 	"errors"
+	"github.com/calgate/calgate/internal/fixtures"
 	"io"
 	"os"
 	"os/exec"
@@ -29,26 +30,9 @@ func need(t testing.TB, format string, args ...any) {
 	t.Skipf(format, args...)
 }
 
-// fixtures returns the shared fixture directory shared/fixtures/ics/sub,
-// found by walking up from the working directory.
-func fixtures(t testing.TB, sub string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		p := filepath.Join(dir, "shared", "fixtures", "ics", sub)
-		if st, err := os.Stat(p); err == nil && st.IsDir() {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			need(t, "fixtures shared/fixtures/ics/%s not found above the working directory", sub)
-			return ""
-		}
-		dir = parent
-	}
+// fixtureDir returns the shared fixture directory shared/fixtures/ics/sub.
+func fixtureDir(t testing.TB, sub string) string {
+	return filepath.Join(fixtures.Dir(t), sub)
 }
 
 // openStore opens a store in t.TempDir().

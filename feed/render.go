@@ -11,25 +11,9 @@ import (
 // without the line end.
 const maxLine = 75
 
-// logicalLineEnd returns the length of the first content line of data,
-// with its continuation lines and its line end (as ical does).
-func logicalLineEnd(data []byte) int {
-	end := 0
-	for {
-		i := bytes.IndexByte(data[end:], '\n')
-		if i < 0 {
-			return len(data)
-		}
-		end += i + 1
-		if end >= len(data) || (data[end] != ' ' && data[end] != '\t') {
-			return end
-		}
-	}
-}
-
 // nextLine splits the first logical line off data.
 func nextLine(data []byte) (line, rest []byte) {
-	end := logicalLineEnd(data)
+	end := ical.LogicalLineEnd(data)
 	return data[:end], data[end:]
 }
 

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"encoding/xml"
+	"github.com/calgate/calgate/internal/fixtures"
 	"io"
 	"net/http"
 	"os"
@@ -12,26 +13,8 @@ import (
 	"testing"
 )
 
-// fixturesDir finds the shared iCalendar corpus beside the checkout.
-func fixturesDir(t *testing.T) string {
-	t.Helper()
-	dir, err := filepath.Abs(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 6 {
-		p := filepath.Join(dir, "shared", "fixtures", "ics")
-		if st, err := os.Stat(p); err == nil && st.IsDir() {
-			return p
-		}
-		dir = filepath.Dir(dir)
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("shared/fixtures/ics not found beside the checkout")
-	}
-	t.Skip("shared/fixtures/ics not found beside the checkout")
-	return ""
-}
+// fixturesDir is the shared iCalendar corpus.
+func fixturesDir(t *testing.T) string { return fixtures.Dir(t) }
 
 // putVerdicts reads testdata/fixtures-put.txt: "path accept" or
 // "path refuse precondition".

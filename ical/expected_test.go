@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/calgate/calgate/internal/fixtures"
 	"io"
 	"os"
 	"path/filepath"
@@ -318,30 +319,8 @@ func expectedFiles(md string) (files []string, verdicts map[string]string) {
 	return files, verdicts
 }
 
-// expectedFixtureDir finds shared/fixtures/ics above the package directory.
-func expectedFixtureDir(t testing.TB) string {
-	t.Helper()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for d := wd; ; {
-		p := filepath.Join(d, "shared", "fixtures", "ics")
-		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
-			return p
-		}
-		up := filepath.Dir(d)
-		if up == d {
-			break
-		}
-		d = up
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("shared/fixtures/ics not found above %s", wd)
-	}
-	t.Skipf("shared/fixtures/ics not found above %s", wd)
-	return ""
-}
+// expectedFixtureDir is the shared iCalendar corpus.
+func expectedFixtureDir(t testing.TB) string { return fixtures.Dir(t) }
 
 // parseNoPanic calls Parse and fails the test if Parse itself panics.
 func parseNoPanic(t *testing.T, data []byte) (cal *goical.Calendar, err error) {

@@ -32,7 +32,7 @@ func Prune(data []byte, spec *PruneSpec) []byte {
 	var keepAll []bool
 	dropDepth := 0 // >0: inside a dropped component, at this depth
 	for len(data) > 0 {
-		end := logicalLineEnd(data)
+		end := LogicalLineEnd(data)
 		line := data[:end]
 		data = data[end:]
 		name, value := lineNameValue(line)
@@ -86,9 +86,9 @@ func Prune(data []byte, spec *PruneSpec) []byte {
 	return out
 }
 
-// logicalLineEnd returns the length of the first content line of data,
-// with its continuation lines.
-func logicalLineEnd(data []byte) int {
+// LogicalLineEnd returns the length of the first content line of data:
+// a physical line with its line end and its continuation lines.
+func LogicalLineEnd(data []byte) int {
 	end := 0
 	for {
 		i := bytes.IndexByte(data[end:], '\n')

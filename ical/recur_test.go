@@ -1,6 +1,7 @@
 package ical
 
 import (
+	"github.com/calgate/calgate/internal/fixtures"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -25,23 +26,8 @@ func fixtureDir(tb testing.TB) string {
 	return ""
 }
 
-func findFixtures() (string, bool) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", false
-	}
-	for {
-		cand := filepath.Join(dir, "shared", "fixtures", "ics")
-		if st, err := os.Stat(cand); err == nil && st.IsDir() {
-			return cand, true
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", false
-		}
-		dir = parent
-	}
-}
+// findFixtures looks for the shared iCalendar corpus.
+func findFixtures() (string, bool) { return fixtures.Find() }
 
 // fixture is one parsed fixture file, its components grouped by UID
 // (components without UID form a group each, keyed "#n").

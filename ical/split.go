@@ -24,7 +24,7 @@ func SplitRaw(data []byte) []RawComponent {
 		depth int
 	)
 	for len(data) > 0 {
-		end := logicalLineEnd(data)
+		end := LogicalLineEnd(data)
 		line := data[:end]
 		data = data[end:]
 		name, value := lineNameValue(line)
@@ -121,7 +121,7 @@ func FilterComponents(data []byte, keep func(i int, name string) bool) []byte {
 	out := make([]byte, 0, len(data))
 	depth, i, keeping := 0, -1, true
 	for len(data) > 0 {
-		end := logicalLineEnd(data)
+		end := LogicalLineEnd(data)
 		line := data[:end]
 		data = data[end:]
 		name, value := lineNameValue(line)

@@ -2,6 +2,7 @@ package ical
 
 import (
 	"errors"
+	"github.com/calgate/calgate/internal/fixtures"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,32 +14,8 @@ import (
 	goical "github.com/emersion/go-ical"
 )
 
-// tzFixtures returns the directory of the shared .ics fixtures, found by
-// walking up from the package directory. Without it the test is skipped,
-// or fails when CI=true.
-func tzFixtures(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		p := filepath.Join(dir, "shared", "fixtures", "ics")
-		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("shared/fixtures/ics not found above the package directory")
-	}
-	t.Skip("shared/fixtures/ics not found above the package directory")
-	return ""
-}
+// tzFixtures is the shared iCalendar corpus.
+func tzFixtures(t testing.TB) string { return fixtures.Dir(t) }
 
 func tzParseFixture(t testing.TB, name string) *goical.Calendar {
 	t.Helper()

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/calgate/calgate/internal/fixtures"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -23,30 +24,8 @@ import (
 	"github.com/calgate/calgate/ical"
 )
 
-// icsFixtureDir finds shared/fixtures/ics above the package directory.
-func icsFixtureDir(t *testing.T) string {
-	t.Helper()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for d := wd; ; {
-		p := filepath.Join(d, "shared", "fixtures", "ics")
-		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
-			return p
-		}
-		up := filepath.Dir(d)
-		if up == d {
-			break
-		}
-		d = up
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("shared/fixtures/ics not found above %s", wd)
-	}
-	t.Skipf("shared/fixtures/ics not found above %s", wd)
-	return ""
-}
+// icsFixtureDir is the shared iCalendar corpus.
+func icsFixtureDir(t *testing.T) string { return fixtures.Dir(t) }
 
 // icsFeedServer is a real HTTP server on 127.0.0.1 that serves one feed
 // with a strong ETag and Last-Modified through http.ServeContent, which

@@ -359,11 +359,6 @@ func checkID(what, s string) error {
 	return nil
 }
 
-// notSupported is the error for a contract key this version cannot serve.
-func notSupported(what string) error {
-	return fmt.Errorf("%s are not supported yet in this version (remove the key or see the README)", what)
-}
-
 // Validate checks the config after Defaults and returns every problem it
 // finds, joined, each naming the item it is about. With TLS configured it
 // also loads the certificate and key.

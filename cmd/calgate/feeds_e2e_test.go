@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/calgate/calgate/internal/fixtures"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -65,33 +66,8 @@ var feBusyRemoved = []string{
 	"X-ALT-DESC", "GEO", "RESOURCES", "CONFERENCE", "IMAGE", "X-APPLE-STRUCTURED-LOCATION",
 }
 
-// feFixturesDir finds shared/fixtures/ics by walking up from the package
-// directory. Missing, it fails the test when CI=true and skips it
-// otherwise.
-func feFixturesDir(t *testing.T) string {
-	t.Helper()
-	dir, err := filepath.Abs(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 10 {
-		p := filepath.Join(dir, "shared", "fixtures", "ics")
-		if st, err := os.Stat(p); err == nil && st.IsDir() {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
-	msg := "shared/fixtures/ics not found above " + dir + " (the shared fixture corpus must sit beside the checkout)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
+// feFixturesDir is the shared iCalendar corpus.
+func feFixturesDir(t *testing.T) string { return fixtures.Dir(t) }
 
 // feReadFixture reads a fixture file, relative to shared/fixtures/ics.
 func feReadFixture(t *testing.T, dir, name string) []byte {
