@@ -43,6 +43,14 @@ type Options struct {
 	Feeds []Feed
 	// Now returns the current time (the feeds' windows). Default: time.Now.
 	Now func() time.Time
+	// BaseURL is the public URL of the server (e.g.
+	// "https://cal.example.org/"), used for the links the status page
+	// shows. Empty means derived from each request.
+	BaseURL string
+	// OnFeed, if set, is called after every feed request that reached a
+	// feed (a valid token): status is the HTTP status sent (200, 304,
+	// ...), rendered tells whether the request rebuilt the rendering.
+	OnFeed func(feed string, status int, rendered bool)
 }
 
 // DefaultMaxResourceSize is the default for Options.MaxResourceSize.
@@ -64,6 +72,8 @@ type Handler struct {
 	maxInstances int
 	feeds        map[string]*feedServer // read only after New
 	now          func() time.Time
+	baseURL      string
+	onFeed       func(feed string, status int, rendered bool)
 }
 
 // New returns a Handler for opts.
@@ -117,6 +127,8 @@ func New(opts Options) (*Handler, error) {
 		maxInstances: ical.DefaultMaxInstances,
 		feeds:        feeds,
 		now:          opts.Now,
+		baseURL:      opts.BaseURL,
+		onFeed:       opts.OnFeed,
 	}, nil
 }
 

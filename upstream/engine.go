@@ -22,6 +22,10 @@ type EngineOptions struct {
 	// OutboxRetry is how long a pending write waits after the upstream
 	// was unreachable. Default: 1m.
 	OutboxRetry time.Duration
+	// OnSync, if set, is called after every sync of a source (the loop's
+	// and SyncNow's) with its result, its error (nil on success) and how
+	// long it took.
+	OnSync func(id string, res Result, err error, took time.Duration)
 }
 
 // Engine runs every source in a goroutine of its own: a sync on the
@@ -35,6 +39,7 @@ type Engine struct {
 	log         *slog.Logger
 	maxBackoff  time.Duration
 	outboxRetry time.Duration
+	onSync      func(id string, res Result, err error, took time.Duration)
 
 	mu      sync.Mutex         // protects runners and started
 	runners map[string]*runner // by source id
@@ -70,7 +75,7 @@ func NewEngine(opts EngineOptions) *Engine {
 		opts.OutboxRetry = time.Minute
 	}
 	return &Engine{store: opts.Store, log: opts.Logger, maxBackoff: opts.MaxBackoff, outboxRetry: opts.OutboxRetry,
-		runners: make(map[string]*runner)}
+		onSync: opts.OnSync, runners: make(map[string]*runner)}
 }
 
 // Add registers src, which mirrors calendar user/cal, to be synced every
@@ -217,16 +222,24 @@ func (e *Engine) loop(ctx context.Context, r *runner) {
 // same transaction as the data). With now set (a kick: a local write, or
 // a sync asked for by hand) writes waiting for their retry time are tried
 // at once too: the upstream may be back.
-func (e *Engine) syncOnce(ctx context.Context, r *runner, now bool) (Result, error) {
+func (e *Engine) syncOnce(ctx context.Context, r *runner, now bool) (res Result, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if e.onSync != nil {
+		start := time.Now()
+		defer func() {
+			if ctx.Err() == nil {
+				e.onSync(r.src.ID(), res, err, time.Since(start))
+			}
+		}()
+	}
 	if w, ok := r.src.(Writer); ok {
 		if err := e.drain(ctx, r, w, now); err != nil {
 			e.recordFailure(r, err)
 			return Result{}, err
 		}
 	}
-	res, err := r.src.Sync(ctx)
+	res, err = r.src.Sync(ctx)
 	if err != nil && ctx.Err() == nil {
 		e.recordFailure(r, err)
 	}

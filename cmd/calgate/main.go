@@ -312,7 +312,18 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	addr := ln.Addr().String()
+	baseURL := cfg.BaseURL
+	if cfg.baseURLDerived {
+		scheme := "http"
+		if tlsConfig != nil {
+			scheme = "https"
+		}
+		baseURL = scheme + "://" + addr
+	}
+
 	h, err := gateway.New(gateway.Options{
+		BaseURL:         baseURL,
 		Feeds:           feeds,
 		Store:           store,
 		Users:           users,
@@ -322,16 +333,6 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	})
 	if err != nil {
 		return fmt.Errorf("set up gateway: %w", err)
-	}
-
-	addr := ln.Addr().String()
-	baseURL := cfg.BaseURL
-	if cfg.baseURLDerived {
-		scheme := "http"
-		if tlsConfig != nil {
-			scheme = "https"
-		}
-		baseURL = scheme + "://" + addr
 	}
 
 	srv := &http.Server{
