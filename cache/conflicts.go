@@ -141,31 +141,37 @@ func eachBucket(b *bbolt.Bucket, fn func(name []byte, sub *bbolt.Bucket) error) 
 // It returns ErrNotFound if there is no such conflict.
 func (s *Store) DeleteConflict(user, cal, name string, seq uint64) error {
 	refused, err := s.write(func(tx *bbolt.Tx) (refused, err error) {
-		notFound := fmt.Errorf("%w: conflict %s/%s/%s/%d", ErrNotFound, user, cal, name, seq)
-		cb := calBucket(tx, bucketConflicts, user, cal)
-		if cb == nil {
-			return notFound, nil
-		}
-		nb := cb.Bucket([]byte(name))
-		if nb == nil || nb.Get(seqKey(seq)) == nil {
-			return notFound, nil
-		}
-		if err := nb.Delete(seqKey(seq)); err != nil {
-			return nil, err
-		}
-		if k, _ := nb.Cursor().First(); k != nil {
-			return nil, nil
-		}
-		if err := cb.DeleteBucket([]byte(name)); err != nil {
-			return nil, err
-		}
-		if k, _ := cb.Cursor().First(); k != nil {
-			return nil, nil
-		}
-		return nil, deleteCalBucket(tx, bucketConflicts, user, cal)
+		return deleteConflict(tx, user, cal, name, seq)
 	})
 	if err != nil {
 		return wrap(err, "delete conflict %s/%s/%s/%d", user, cal, name, seq)
 	}
 	return refused
+}
+
+// deleteConflict is DeleteConflict inside tx; refused and err as in
+// putObject. It drops the buckets the conflict leaves empty.
+func deleteConflict(tx *bbolt.Tx, user, cal, name string, seq uint64) (refused, err error) {
+	notFound := fmt.Errorf("%w: conflict %s/%s/%s/%d", ErrNotFound, user, cal, name, seq)
+	cb := calBucket(tx, bucketConflicts, user, cal)
+	if cb == nil {
+		return notFound, nil
+	}
+	nb := cb.Bucket([]byte(name))
+	if nb == nil || nb.Get(seqKey(seq)) == nil {
+		return notFound, nil
+	}
+	if err := nb.Delete(seqKey(seq)); err != nil {
+		return nil, err
+	}
+	if k, _ := nb.Cursor().First(); k != nil {
+		return nil, nil
+	}
+	if err := cb.DeleteBucket([]byte(name)); err != nil {
+		return nil, err
+	}
+	if k, _ := cb.Cursor().First(); k != nil {
+		return nil, nil
+	}
+	return nil, deleteCalBucket(tx, bucketConflicts, user, cal)
 }

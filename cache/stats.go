@@ -59,6 +59,9 @@ func (s *Store) Stats(user string) ([]CalendarStats, error) {
 		})
 	})
 	if err != nil {
+		if user == "" {
+			return nil, wrap(err, "stats")
+		}
 		return nil, wrap(err, "stats of %s", user)
 	}
 	return out, nil

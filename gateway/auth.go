@@ -2,8 +2,8 @@ package gateway
 
 import (
 	"crypto/sha256"
-	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -19,6 +19,9 @@ type authenticator struct {
 	hashes map[string][]byte // read only after construction
 	ttl    time.Duration
 	now    func() time.Time
+	// trusted are the reverse proxies whose X-Forwarded-For names the
+	// address failed sign-ins count against (see clientAddr).
+	trusted []netip.Prefix
 
 	mu       sync.Mutex                 // protects the following
 	verified map[[32]byte]time.Time     // sha256(user, password) -> expiry
@@ -69,7 +72,7 @@ func (a *authenticator) authenticate(r *http.Request) (string, error) {
 	if hit && now.Before(exp) {
 		return user, nil
 	}
-	addr, _, _ := net.SplitHostPort(r.RemoteAddr)
+	addr := clientAddr(r, a.trusted)
 	if !a.allow("u:"+user, now) || !a.allow("a:"+addr, now) {
 		return "", errf(http.StatusTooManyRequests, "too many failed sign-ins; wait and try again")
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -80,12 +81,15 @@ func (h *Handler) serveFeed(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		h.writeError(w, r, errf(http.StatusMethodNotAllowed, "a feed can only be read"))
+		err := errf(http.StatusMethodNotAllowed, "a feed can only be read")
+		h.writeError(w, r, err)
+		h.reportFeed(name, errStatus(err), false)
 		return
 	}
-	rd, err := fs.current(h)
+	rd, rendered, err := fs.current(h)
 	if err != nil {
 		h.writeError(w, r, err)
+		h.reportFeed(name, errStatus(err), rendered)
 		return
 	}
 	hd := w.Header()
@@ -99,29 +103,49 @@ func (h *Handler) serveFeed(w http.ResponseWriter, r *http.Request) {
 		hd.Set("Content-Encoding", "gzip")
 	}
 	hd.Set("ETag", etag)
-	serveBytes(w, r, body, etag, rd.modified)
+	status := serveBytes(w, r, body, etag, rd.modified)
+	h.reportFeed(name, status, rendered)
+}
+
+// reportFeed tells Options.OnFeed, if set, how a request for a feed was
+// answered.
+func (h *Handler) reportFeed(name string, status int, rendered bool) {
+	if h.onFeed != nil {
+		h.onFeed(name, status, rendered)
+	}
+}
+
+// errStatus is the status writeError sends for err.
+func errStatus(err error) int {
+	var de *davError
+	if errors.As(err, &de) {
+		return de.status
+	}
+	return http.StatusInternalServerError
 }
 
 // serveBytes answers a GET or HEAD with body, or 304 when the request's
 // If-None-Match (or, without it, If-Modified-Since) matches (RFC 9110
-// §13.1). The body goes out in one write; feeds need no ranges.
-func serveBytes(w http.ResponseWriter, r *http.Request, body []byte, etag string, modified time.Time) {
+// §13.1). The body goes out in one write; feeds need no ranges. It
+// returns the status sent.
+func serveBytes(w http.ResponseWriter, r *http.Request, body []byte, etag string, modified time.Time) int {
 	hd := w.Header()
 	hd.Set("Last-Modified", modified.UTC().Format(http.TimeFormat))
 	if inm := r.Header.Get("If-None-Match"); inm != "" {
 		if etagListMatches(inm, etag) {
 			w.WriteHeader(http.StatusNotModified)
-			return
+			return http.StatusNotModified
 		}
 	} else if ims, err := http.ParseTime(r.Header.Get("If-Modified-Since")); err == nil && !modified.Truncate(time.Second).After(ims) {
 		w.WriteHeader(http.StatusNotModified)
-		return
+		return http.StatusNotModified
 	}
 	hd.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		w.Write(body)
 	}
+	return http.StatusOK
 }
 
 // etagListMatches reports whether an If-None-Match value names etag
@@ -162,11 +186,12 @@ func acceptsGzip(r *http.Request) bool {
 }
 
 // current returns the rendering for the feed's present state, building it
-// if a member changed or the window moved.
-func (fs *feedServer) current(h *Handler) (*rendering, error) {
+// if a member changed or the window moved; rendered tells whether this
+// call built it.
+func (fs *feedServer) current(h *Handler) (rd *rendering, rendered bool, err error) {
 	version, err := feed.Version(h.store, fs.spec)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	now := h.now()
 	key := version
@@ -176,14 +201,14 @@ func (fs *feedServer) current(h *Handler) (*rendering, error) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	if fs.cur != nil && fs.cur.key == key {
-		return fs.cur, nil
+		return fs.cur, false, nil
 	}
 	body, err := feed.Render(h.store, h.zones, fs.spec, now)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	sum := sha256.Sum256(body)
-	rd := &rendering{key: key, body: body, etag: `"` + hex.EncodeToString(sum[:16]) + `"`, modified: now.UTC().Truncate(time.Second)}
+	rd = &rendering{key: key, body: body, etag: `"` + hex.EncodeToString(sum[:16]) + `"`, modified: now.UTC().Truncate(time.Second)}
 	if fs.cur != nil && fs.cur.etag == rd.etag {
 		rd.modified = fs.cur.modified // same bytes: same Last-Modified
 	}
@@ -191,11 +216,11 @@ func (fs *feedServer) current(h *Handler) (*rendering, error) {
 	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
 	zw.Write(body)
 	if err := zw.Close(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	rd.gz = gz.Bytes()
 	fs.cur = rd
-	return rd, nil
+	return rd, true, nil
 }
 
 // redactFeedPath hides a token carried in a feed path, for logs.

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -51,6 +52,10 @@ type Options struct {
 	// feed (a valid token): status is the HTTP status sent (200, 304,
 	// ...), rendered tells whether the request rebuilt the rendering.
 	OnFeed func(feed string, status int, rendered bool)
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client address (failed sign-ins are limited per address, and
+	// the request log shows it). Empty means the header is ignored.
+	TrustedProxies []netip.Prefix
 }
 
 // DefaultMaxResourceSize is the default for Options.MaxResourceSize.
@@ -58,8 +63,9 @@ const DefaultMaxResourceSize = 10 << 20
 
 var _ http.Handler = (*Handler)(nil)
 
-// Handler is calgate's CalDAV server. It serves /.well-known/caldav and
-// everything under /dav/.
+// Handler is calgate's CalDAV server. It serves /.well-known/caldav,
+// everything under /dav/, the feeds under /feeds/ and the status page at
+// / (with its forms under /status/).
 type Handler struct {
 	store    *cache.Store
 	log      *slog.Logger
@@ -74,6 +80,11 @@ type Handler struct {
 	now          func() time.Time
 	baseURL      string
 	onFeed       func(feed string, status int, rendered bool)
+	// statusFeeds are the feeds with their raw tokens, for the status
+	// page's links; read only after New.
+	statusFeeds []statusFeed
+	// csrfKey signs the status page's forms; made in New, read only.
+	csrfKey []byte
 }
 
 // New returns a Handler for opts.
@@ -116,11 +127,13 @@ func New(opts Options) (*Handler, error) {
 		}
 		seen[u.Name] = true
 	}
+	auth := newAuthenticator(opts.Users, opts.AuthCacheTTL)
+	auth.trusted = append([]netip.Prefix(nil), opts.TrustedProxies...)
 	return &Handler{
 		store:    opts.Store,
 		log:      opts.Logger,
 		maxSize:  opts.MaxResourceSize,
-		auth:     newAuthenticator(opts.Users, opts.AuthCacheTTL),
+		auth:     auth,
 		zones:    new(ical.Zones),
 		onChange: opts.OnChange,
 
@@ -129,6 +142,8 @@ func New(opts Options) (*Handler, error) {
 		now:          opts.Now,
 		baseURL:      opts.BaseURL,
 		onFeed:       opts.OnFeed,
+		statusFeeds:  newStatusFeeds(opts.Feeds),
+		csrfKey:      newCSRFKey(),
 	}, nil
 }
 
@@ -145,10 +160,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sw := &statusWriter{ResponseWriter: w}
 	user := h.serve(sw, r)
 	h.log.Debug("request", "method", r.Method, "path", redactFeedPath(r.URL.Path), "user", user,
+		"addr", clientAddr(r, h.auth.trusted),
 		"status", sw.status, "bytes", sw.n, "duration", time.Since(start))
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
+	if isStatusRequest(r) {
+		return h.serveStatus(w, r)
+	}
 	w.Header().Set("DAV", "1, 3, calendar-access, extended-mkcol")
 	if strings.EqualFold(strings.TrimSuffix(r.URL.Path, "/"), "/.well-known/caldav") {
 		http.Redirect(w, r, davPrefix, http.StatusMovedPermanently)
@@ -220,7 +239,11 @@ func (h *Handler) resolveQuiet(r *http.Request) target {
 }
 
 func (h *Handler) options(w http.ResponseWriter, r *http.Request, t target) {
-	w.Header().Set("Allow", allowFor(t))
+	allow := allowFor(t)
+	if r.URL.Path == statusPath {
+		allow = rootAllow
+	}
+	w.Header().Set("Allow", allow)
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusOK)
 }

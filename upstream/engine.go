@@ -102,6 +102,14 @@ func (e *Engine) Start(ctx context.Context) {
 	}
 }
 
+// Started reports whether the engine runs its sources: true between
+// Start and Stop (or the end of Start's context).
+func (e *Engine) Started() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.started && e.startCtx.Err() == nil
+}
+
 // startRunner starts r's loop; e.mu must be held.
 func (e *Engine) startRunner(r *runner) {
 	ctx := e.startCtx
@@ -119,6 +127,7 @@ func (e *Engine) Stop() {
 	if e.cancel != nil {
 		e.cancel()
 	}
+	e.started = false
 	e.mu.Unlock()
 	e.wg.Wait()
 }
@@ -206,10 +215,12 @@ func (e *Engine) loop(ctx context.Context, r *runner) {
 			failures++
 			delay = e.backoff(failures, err)
 			log.Warn("sync failed", "err", err, "failures", failures, "retry_in", delay.Round(time.Second))
+			e.recordNextDue(r, delay)
 			continue
 		}
 		failures = 0
 		delay = jitter(r.interval, 0.1)
+		e.recordNextDue(r, delay)
 		if !res.NotModified || res.Quarantined > 0 || res.HeldDeletes > 0 {
 			log.Info("synced", "put", res.Put, "deleted", res.Deleted, "unchanged", res.Unchanged,
 				"quarantined", res.Quarantined, "held_deletes", res.HeldDeletes)
@@ -292,6 +303,25 @@ func (e *Engine) recordFailure(r *runner, err error) {
 	st.Failures++
 	if perr := e.store.PutSource(st); perr != nil {
 		e.log.Error("recording sync failure", "source", r.src.ID(), "err", perr)
+	}
+}
+
+// recordNextDue stores when the loop will sync r next (the status page and
+// `calgate status` show it). It holds the runner's lock so that it cannot
+// interleave with a sync's own update of the state.
+func (e *Engine) recordNextDue(r *runner, delay time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st, err := e.store.GetSource(r.src.ID())
+	if err != nil {
+		if !errors.Is(err, cache.ErrNotFound) {
+			e.log.Error("reading source state", "source", r.src.ID(), "err", err)
+		}
+		return
+	}
+	st.NextDue = time.Now().Add(delay).UTC()
+	if err := e.store.PutSource(st); err != nil {
+		e.log.Error("recording next sync", "source", r.src.ID(), "err", err)
 	}
 }
 

@@ -78,12 +78,24 @@ func TestEngineInterval(t *testing.T) {
 	st := openStore(t)
 	synctest.Test(t, func(t *testing.T) {
 		src := &fakeSource{id: "alice/work"}
+		if err := st.PutSource(cache.SourceState{ID: "alice/work"}); err != nil {
+			t.Fatal(err)
+		}
 		e := NewEngine(EngineOptions{Store: st})
 		e.Add(src, "alice", "work", time.Hour)
 		e.Start(context.Background())
 		time.Sleep(3*time.Hour + 30*time.Minute)
 		e.Stop()
 		got := src.times()
+		// The next sync is recorded for the status page: an interval
+		// (±10%) after the last one.
+		state, err := st.GetSource("alice/work")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := state.NextDue.Sub(got[len(got)-1]); d < 54*time.Minute || d > 66*time.Minute {
+			t.Errorf("NextDue %v is %v after the last sync, want about an hour", state.NextDue, d)
+		}
 		// A first sync within 5s (jittered start), then one per hour ±10%.
 		if len(got) < 3 || len(got) > 5 {
 			t.Fatalf("%d syncs in 3.5h with a 1h interval: %v", len(got), got)
@@ -142,6 +154,9 @@ func TestEngineBackoff(t *testing.T) {
 		state, err := st.GetSource("alice/work")
 		if err != nil || state.Failures != 4 || state.LastError == "" {
 			t.Fatalf("recorded state %+v, %v", state, err)
+		}
+		if d := state.NextDue.Sub(got[len(got)-1]); d < 54*time.Minute || d > 66*time.Minute {
+			t.Errorf("NextDue %v is %v after the last sync, want about an hour", state.NextDue, d)
 		}
 	})
 }

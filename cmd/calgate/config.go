@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -51,12 +52,80 @@ type Config struct {
 	MaxResourceSize int64 `yaml:"max_resource_size"`
 	// Users are the accounts that may sign in, with their calendars.
 	Users []UserConfig `yaml:"users"`
-	// Feeds are merged .ics feeds. Not supported yet.
+	// Feeds are merged .ics feeds, served under /feeds/.
 	Feeds []FeedConfig `yaml:"feeds"`
+	// TrustedProxies are the addresses (IPs or CIDR prefixes) of reverse
+	// proxies whose X-Forwarded-For and X-Forwarded-Proto headers calgate
+	// believes. Default: none (the headers are ignored).
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// Metrics configures /metrics (Prometheus). Default: enabled, open.
+	Metrics MetricsConfig `yaml:"metrics"`
 
 	// baseURLDerived records that BaseURL was filled in by Defaults, so
 	// that serve may replace it with the address it actually listens on.
 	baseURLDerived bool
+}
+
+// MetricsConfig configures the Prometheus metrics at /metrics. /healthz
+// and /readyz are always served, without authentication.
+type MetricsConfig struct {
+	// Enabled serves /metrics. Default: true.
+	Enabled *bool `yaml:"enabled"`
+	// TokenEnv names an environment variable holding a bearer token that
+	// a scrape must send (Authorization: Bearer TOKEN). Default: none,
+	// /metrics is open (it shows user names and calendar ids).
+	TokenEnv string `yaml:"token_env"`
+	// TokenFile names a file holding the bearer token (surrounding
+	// whitespace ignored). At most one of TokenEnv and TokenFile may be
+	// set.
+	TokenFile string `yaml:"token_file"`
+}
+
+// On reports whether /metrics is served.
+func (m MetricsConfig) On() bool { return m.Enabled == nil || *m.Enabled }
+
+// token reads the metrics bearer token from token_env or token_file; ""
+// if neither is set. The value is never logged.
+func (m MetricsConfig) token() (string, error) {
+	switch {
+	case m.TokenEnv != "" && m.TokenFile != "":
+		return "", errors.New("set only one of token_env and token_file")
+	case m.TokenEnv != "":
+		v, ok := os.LookupEnv(m.TokenEnv)
+		if !ok {
+			return "", fmt.Errorf("token_env: environment variable %s is not set (export it before starting calgate)", m.TokenEnv)
+		}
+		if v = strings.TrimSpace(v); v == "" {
+			return "", fmt.Errorf("token_env: environment variable %s is empty (set it to a token, e.g. from: openssl rand -hex 16)", m.TokenEnv)
+		}
+		return v, nil
+	case m.TokenFile != "":
+		b, err := os.ReadFile(m.TokenFile)
+		if err != nil {
+			return "", fmt.Errorf("token_file: %w", err)
+		}
+		v := strings.TrimSpace(string(b))
+		if v == "" {
+			return "", fmt.Errorf("token_file %s is empty (write a token into it, e.g. from: openssl rand -hex 16)", m.TokenFile)
+		}
+		return v, nil
+	}
+	return "", nil
+}
+
+// validate lists the problems of the metrics block.
+func (m MetricsConfig) validate() []error {
+	var errs []error
+	tok, err := m.token()
+	switch {
+	case err != nil:
+		errs = append(errs, fmt.Errorf("metrics: %w", err))
+	case tok != "" && len(tok) < minTokenLen:
+		errs = append(errs, fmt.Errorf("metrics: the token is shorter than %d characters (make one with: openssl rand -hex 16)", minTokenLen))
+	case strings.ContainsAny(tok, " \t\r\n"):
+		errs = append(errs, errors.New("metrics: the token must be one word, without spaces or line breaks"))
+	}
+	return errs
 }
 
 // TLSConfig names the certificate and key files for HTTPS.
@@ -241,6 +310,7 @@ var yamlContext = map[string]string{
 	"AccountConfig":      "in an account",
 	"FeedConfig":         "in a feed",
 	"FeedWindow":         "in window",
+	"MetricsConfig":      "in metrics",
 }
 
 // yamlError rewrites yaml.v3's type errors so that they speak of keys and
@@ -375,6 +445,9 @@ func (c *Config) Validate() error {
 	if c.MaxResourceSize < 0 {
 		add(fmt.Errorf("max_resource_size %d: must be a positive number of bytes", c.MaxResourceSize))
 	}
+	if _, err := c.trustedProxies(); err != nil {
+		add(err)
+	}
 	if c.TLS != nil {
 		switch {
 		case c.TLS.Cert == "" || c.TLS.Key == "":
@@ -470,6 +543,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	for _, err := range c.validateFeeds() {
+		add(err)
+	}
+	for _, err := range c.Metrics.validate() {
 		add(err)
 	}
 	return errors.Join(errs...)
@@ -721,4 +797,24 @@ func (c *CalDAVSourceConfig) password() (string, error) {
 		return strings.TrimRight(string(b), "\r\n"), nil
 	}
 	return "", nil
+}
+
+// trustedProxies parses TrustedProxies: a bare address is a prefix of
+// its full length.
+func (c *Config) trustedProxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for i, s := range c.TrustedProxies {
+		s = strings.TrimSpace(s)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("trusted_proxies[%d] %q: want an IP address or a CIDR prefix, e.g. 127.0.0.1 or 10.0.0.0/8", i, s)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }

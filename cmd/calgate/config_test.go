@@ -649,3 +649,95 @@ feeds:
 		t.Fatalf("short token: %v", err)
 	}
 }
+
+func TestConfigMetrics(t *testing.T) {
+	const user = "\nusers:\n  - name: alice\n    password_hash: \"HASH\"\n"
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte("  0123456789abcdef0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	emptyFile := filepath.Join(dir, "empty")
+	if err := os.WriteFile(emptyFile, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CALGATE_TEST_METRICS_TOKEN", "fedcba9876543210fedc")
+	t.Setenv("CALGATE_TEST_METRICS_EMPTY", "")
+	for _, tc := range []struct {
+		name      string
+		yml       string
+		on        bool
+		token     string
+		want      string // substring of the error; "" means valid
+		parseFail bool
+	}{
+		{name: "default: on, open", yml: user, on: true},
+		{name: "disabled", yml: user + "metrics: {enabled: false}\n", on: false},
+		{name: "token_env", yml: user + "metrics: {token_env: CALGATE_TEST_METRICS_TOKEN}\n", on: true, token: "fedcba9876543210fedc"},
+		{name: "token_file", yml: user + "metrics: {token_file: " + tokenFile + "}\n", on: true, token: "0123456789abcdef0123"},
+		{name: "unset env", yml: user + "metrics: {token_env: CALGATE_TEST_METRICS_UNSET}\n",
+			want: "metrics: token_env: environment variable CALGATE_TEST_METRICS_UNSET is not set"},
+		{name: "empty env", yml: user + "metrics: {token_env: CALGATE_TEST_METRICS_EMPTY}\n",
+			want: "metrics: token_env: environment variable CALGATE_TEST_METRICS_EMPTY is empty"},
+		{name: "empty file", yml: user + "metrics: {token_file: " + emptyFile + "}\n", want: "metrics: token_file " + emptyFile + " is empty"},
+		{name: "missing file", yml: user + "metrics: {token_file: " + filepath.Join(dir, "nope") + "}\n", want: "metrics: token_file:"},
+		{name: "both", yml: user + "metrics: {token_file: " + tokenFile + ", token_env: CALGATE_TEST_METRICS_TOKEN}\n",
+			want: "metrics: set only one of token_env and token_file"},
+		{name: "unknown key", yml: user + "metrics:\n  token: abc\n", want: `line 6: unknown key "token" in metrics`, parseFail: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := parseAndValidate(t, tc.yml)
+			if tc.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("error %v, want one containing %q", err, tc.want)
+				}
+				if (cfg == nil) != tc.parseFail {
+					t.Errorf("parse failed: %v, want %v", cfg == nil, tc.parseFail)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Metrics.On(); got != tc.on {
+				t.Errorf("On() = %v, want %v", got, tc.on)
+			}
+			tok, err := cfg.Metrics.token()
+			if err != nil || tok != tc.token {
+				t.Errorf("token() = %q, %v; want %q", tok, err, tc.token)
+			}
+		})
+	}
+
+	// A short token is refused, and its value is not shown.
+	t.Setenv("CALGATE_TEST_METRICS_TOKEN", "s3cret")
+	_, err := parseAndValidate(t, user+"metrics: {token_env: CALGATE_TEST_METRICS_TOKEN}\n")
+	if err == nil || !strings.Contains(err.Error(), "shorter than 16") || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("short token: %v", err)
+	}
+}
+
+func TestConfigTrustedProxies(t *testing.T) {
+	base := "users:\n  - name: alice\n    password_hash: \"$2a$10$UXXx./.VSTrofAOwJ.DCDuuQEW1yE42ca72IP83Ptmej/LqqYhMZO\"\n"
+	cfg, err := parseAndValidate(t, base+"trusted_proxies: [\"127.0.0.1\", \"::1\", \"10.0.0.0/8\", \"192.168.1.7/16\"]\n")
+	if err != nil {
+		t.Fatalf("valid trusted_proxies refused: %v", err)
+	}
+	got, err := cfg.trustedProxies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"127.0.0.1/32", "::1/128", "10.0.0.0/8", "192.168.0.0/16"}
+	if len(got) != len(want) {
+		t.Fatalf("trustedProxies = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i].String() != want[i] {
+			t.Errorf("trustedProxies[%d] = %v, want %v", i, got[i], want[i])
+		}
+	}
+	_, err = parseAndValidate(t, base+"trusted_proxies: [\"localhost\"]\n")
+	if err == nil || !strings.Contains(err.Error(), "trusted_proxies[0]") {
+		t.Errorf("host name in trusted_proxies: err = %v, want one naming trusted_proxies[0]", err)
+	}
+}

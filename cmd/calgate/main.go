@@ -48,54 +48,246 @@ const bcryptCost = 10
 // only in the store.
 const calendarKindLocal = "local"
 
-const usageText = `calgate is a CalDAV gateway: a CalDAV server for calendar clients,
-backed by one bbolt file and configured by one YAML file.
+// command is one subcommand: its one-line summary for `calgate --help`,
+// its complete help for `calgate help NAME` and `calgate NAME -h`, and
+// the flags and arguments it takes.
+type command struct {
+	name    string
+	summary string
+	help    string
+	// config, json, output: whether the command takes -config, -json and
+	// -o. Every command takes -log-level and -log-format.
+	config, json, output bool
+	// minArgs and maxArgs bound the positional arguments (-1: no bound).
+	minArgs, maxArgs int
+}
+
+// commands lists the subcommands in the order --help shows them.
+var commands = []command{
+	{name: "serve", config: true, summary: "serve CalDAV, feeds and the status page (the default subcommand)", help: `Usage: calgate [serve] [-config FILE] [-log-level LEVEL] [-log-format FORMAT]
+
+Serve CalDAV to clients, the merged feeds and the status page on the
+config's listen address, and sync the mirrored calendars with their
+upstreams. serve is the default when no subcommand is given. It stops
+gracefully on SIGINT or SIGTERM: it stops accepting, lets requests finish
+(10s at most), stops the sync workers and closes the data file last.
+
+While it runs, serve holds the data file (only one calgate can) and
+answers the CLI on a unix socket next to it, DATA.sock (mode 0600): backup,
+status and export go through the socket then; import and compact need
+calgate stopped.
+
+Flags:
+` + commonFlagHelp + `
+Examples:
+  calgate serve -config /etc/calgate/gateway.yaml
+  calgate -config gateway.yaml                     # same as serve
+  calgate serve -log-level debug -log-format json  # one JSON line per request
+`},
+	{name: "check-config", config: true, summary: "validate the config file and print every problem found", help: `Usage: calgate check-config [-config FILE]
+
+Load and validate the config file without starting: print every problem
+found (unknown keys, duplicate ids, unknown merge members, missing
+secrets), or "config OK: N users, M calendars". Exit status 1 on error.
+Needs nothing else: neither the data file nor a running calgate.
+
+Flags:
+` + commonFlagHelp + `
+Examples:
+  calgate check-config
+  calgate check-config -config /etc/calgate/gateway.yaml && systemctl restart calgate
+`},
+	{name: "hash-password", summary: "print the bcrypt hash of a password for password_hash", help: `Usage: calgate hash-password
+
+Read a password and print its bcrypt hash for a user's password_hash key.
+On a terminal it prompts twice without echo; otherwise it reads the first
+line of standard input. Needs nothing else.
+
+Flags:
+  -log-level LEVEL    debug, info, warn or error (default "info")
+  -log-format FORMAT  text or json (default "text")
+
+Examples:
+  calgate hash-password                              # prompts
+  printf '%s\n' "$PASSWORD" | calgate hash-password
+`},
+	{name: "import", config: true, minArgs: 2, maxArgs: 2, summary: "store the events of an .ics file in a calendar", help: `Usage: calgate import [-config FILE] USER/CALENDAR FILE.ics
+
+Read an iCalendar file (FILE "-" reads standard input), split it into one
+calendar object per UID (a recurring event and its exceptions stay
+together, with the time zones they use), and store each object in the
+calendar USER/CALENDAR. An object whose UID the calendar already holds is
+replaced, so importing the same file twice changes nothing. Items that
+cannot be read are reported, one line each, and skipped; the rest is
+stored. A caldav calendar queues the imported objects for its upstream
+(they are pushed when calgate runs, or by calgate sync).
+
+Shows a progress bar when standard error is a terminal, and always ends
+with a summary: "imported N objects (R replaced, U unchanged), S skipped,
+in T". Exit status 0 when objects were stored, 1 when the file held
+nothing that could be stored.
+
+Needs the data file to itself: stop calgate first.
+
+Flags:
+` + commonFlagHelp + `
+Examples:
+  calgate import alice/personal ~/Downloads/basic.ics
+  curl -s https://example.com/team.ics | calgate import -config /etc/calgate/gateway.yaml alice/team -
+`},
+	{name: "export", config: true, output: true, minArgs: 1, maxArgs: 1, summary: "write a calendar or a feed as one .ics file", help: `Usage: calgate export [-config FILE] [-o FILE] USER/CALENDAR|FEED
+
+Write the calendar USER/CALENDAR, or the feed FEED (a name from the
+config's feeds), as the one .ics file a subscriber gets (a feed with its
+window, privacy and prefixes applied), to standard output or, with -o, to
+FILE (written to FILE.tmp first and renamed, so FILE is never half
+written).
+
+Works with calgate running (through its admin socket) or stopped (from
+the data file).
+
+Flags:
+` + commonFlagHelp + `  -o FILE             write to FILE instead of standard output
+
+Examples:
+  calgate export alice/personal > personal.ics
+  calgate export -o /var/backups/alice-busy.ics alice-busy
+`},
+	{name: "sync", config: true, minArgs: 0, maxArgs: -1, summary: "sync mirrored calendars once now, with a line per source", help: `Usage: calgate sync [-config FILE] [SOURCE ...]
+
+Sync every mirrored calendar (or the SOURCEs named, as USER/CALENDAR)
+once now, with a line of progress per source, then exit. Accounts
+rediscover their calendars first. Pending local writes are pushed before
+each pull. Exit status 1 if a source failed.
+
+Needs the data file to itself: stop calgate first (a running calgate
+syncs on its own).
+
+Flags:
+` + commonFlagHelp + `
+Examples:
+  calgate sync
+  calgate sync alice/holidays alice/work
+`},
+	{name: "status", config: true, json: true, summary: "print each source's health as a table (-json for scripts)", help: `Usage: calgate status [-config FILE] [-json]
+
+Print the health of every source (mirrored calendars and accounts): kind,
+last success, consecutive failures, pending writes (outbox), conflicts,
+next sync and last error. With -json, print a JSON array of objects with
+the keys source, user, calendar, kind, last_success, last_attempt,
+failures, outbox, conflicts, next_sync, last_error and notes (times in
+RFC 3339, null when unknown).
+
+Works with calgate running (through its admin socket) or stopped (from
+the data file).
+
+Flags:
+` + commonFlagHelp + `  -json               print JSON instead of a table
+
+Examples:
+  calgate status
+  calgate status -json | jq -r '.[] | select(.failures > 0) | .source'
+`},
+	{name: "backup", config: true, minArgs: 1, maxArgs: 1, summary: "write a consistent copy of the data file, even while serving", help: `Usage: calgate backup [-config FILE] FILE
+
+Write a consistent copy of the data file to FILE: taken in one read
+transaction, so it is consistent even while calgate serves and clients
+write. It is written to FILE.tmp, synced, renamed to FILE, then verified
+(page structure, schema, every record), and reported as
+"backup: N calendars, M objects, X MB written to FILE". It refuses to
+overwrite the data file itself. To restore, stop calgate and copy the
+backup over the data file.
+
+Works with calgate running (through its admin socket) or stopped (from
+the data file).
+
+Flags:
+` + commonFlagHelp + `
+Examples:
+  calgate backup /var/backups/calgate-$(date +%F).db
+  calgate backup -config /etc/calgate/gateway.yaml /var/backups/calgate.db
+`},
+	{name: "compact", config: true, summary: "shrink the data file (calgate stopped), reporting the sizes", help: `Usage: calgate compact [-config FILE]
+
+Rewrite the data file without its free pages: copy it into DATA.compact
+beside it, verify the copy, and rename it over the data file. Print the
+size before and after. The data file only grows while calgate runs;
+compact after deleting many calendars or objects.
+
+Needs the data file to itself: stop calgate first.
+
+Flags:
+` + commonFlagHelp + `
+Examples:
+  calgate compact
+  systemctl stop calgate && calgate compact -config /etc/calgate/gateway.yaml && systemctl start calgate
+`},
+	{name: "help", minArgs: 0, maxArgs: 1, summary: "print this help, or a subcommand's complete help", help: `Usage: calgate help [SUBCOMMAND]
+
+Print the list of subcommands, or the complete help of one: its
+synopsis, every flag, what it needs, and examples.
+
+Examples:
+  calgate help
+  calgate help backup
+`},
+}
+
+// commonFlagHelp describes the flags most subcommands share.
+const commonFlagHelp = `  -config FILE        config file (default "gateway.yaml")
+  -log-level LEVEL    debug, info, warn or error (default "info")
+  -log-format FORMAT  text or json (default "text"); logs go to standard error
+`
+
+// usageText is the help of `calgate --help`.
+func usageText() string {
+	var b strings.Builder
+	b.WriteString(`calgate is a CalDAV gateway: a CalDAV server for calendar clients,
+a sync engine towards upstream CalDAV servers and .ics feeds, and a
+publisher of merged feeds, backed by one bbolt file and configured by one
+YAML file.
 
 Usage:
-  calgate [serve] [-config FILE] [-log-level LEVEL]
-  calgate check-config [-config FILE]
-  calgate hash-password
-  calgate sync [-config FILE] [SOURCE ...]
-  calgate status [-config FILE]
-  calgate export [-config FILE] USER/CALENDAR|FEED
-  calgate help [SUBCOMMAND]
+  calgate [SUBCOMMAND] [FLAGS] [ARGS]
 
 Subcommands:
-  serve          Serve CalDAV (the default when no subcommand is given).
-                 Stops gracefully on SIGINT or SIGTERM.
-  check-config   Load and validate the config file, print every problem
-                 found or "config OK: N users, M calendars"; exit 1 on error.
-  hash-password  Read a password and print its bcrypt hash for the
-                 password_hash key. Reads one line from standard input when
-                 it is not a terminal, else prompts twice without echo.
-  sync           Sync every mirrored calendar (or the SOURCEs named, as
-                 USER/CALENDAR) once now, with a line per source, then exit.
-                 Pushes pending local writes first. Needs the data file,
-                 so stop a running calgate first.
-  export         Write a calendar (USER/CALENDAR) or a feed (its name) to
-                 standard output as the .ics a subscriber would get.
-  status         Print each source's health as a table: last success,
-                 consecutive failures, pending writes, conflicts, last error.
-
-Flags (serve, check-config):
-  -config FILE       config file (default "gateway.yaml")
-  -log-level LEVEL   debug, info, warn or error (default "info"); logs go
-                     to standard error
+`)
+	for _, c := range commands {
+		fmt.Fprintf(&b, "  %-14s %s\n", c.name, c.summary)
+	}
+	b.WriteString(`
+Every subcommand takes -log-level (debug, info, warn, error) and
+-log-format (text, json); all but hash-password and help take -config FILE
+(default "gateway.yaml"). Run "calgate help SUBCOMMAND" for the complete
+help of one.
 
 Examples:
   cp gateway.yaml.example gateway.yaml
   calgate check-config
-  calgate -config gateway.yaml               # same as: calgate serve -config gateway.yaml
-  calgate serve -config /etc/calgate/gateway.yaml -log-level debug
-  calgate hash-password                      # prompts
-  printf '%s\n' "$PASSWORD" | calgate hash-password
-  calgate sync alice/holidays                # one source, now
-  calgate status
-  calgate export alice-busy > busy.ics       # a feed, as subscribers get it
+  calgate serve -config gateway.yaml
+  calgate hash-password
+  calgate import alice/personal calendar.ics
+  calgate export alice-busy > busy.ics
+  calgate sync alice/holidays
+  calgate status -json
+  calgate backup /var/backups/calgate.db
+  calgate compact
 
 Clients connect to base_url (e.g. http://127.0.0.1:8080/); discovery starts
 at /.well-known/caldav. See gateway.yaml.example for every config key.
-`
+`)
+	return b.String()
+}
+
+// lookupCommand returns the subcommand called name.
+func lookupCommand(name string) (command, bool) {
+	for _, c := range commands {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
@@ -107,29 +299,53 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	} else if len(args) > 0 && isHelpFlag(args[0]) {
-		io.WriteString(stdout, usageText)
+		io.WriteString(stdout, usageText())
 		return 0
 	}
 	switch cmd {
 	case "serve":
-		return cmdServe(args, stderr)
+		return cmdServe(args, stdout, stderr)
 	case "check-config":
 		return cmdCheckConfig(args, stdout, stderr)
 	case "hash-password":
 		return cmdHashPassword(args, stdin, stdout, stderr)
+	case "import":
+		return cmdImport(args, stdin, stdout, stderr)
+	case "export":
+		return cmdExport(args, stdout, stderr)
 	case "sync":
 		return cmdSync(args, stdout, stderr)
 	case "status":
 		return cmdStatus(args, stdout, stderr)
-	case "export":
-		return cmdExport(args, stdout, stderr)
+	case "backup":
+		return cmdBackup(args, stdout, stderr)
+	case "compact":
+		return cmdCompact(args, stdout, stderr)
 	case "help":
-		io.WriteString(stdout, usageText)
-		return 0
+		return cmdHelp(args, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "calgate: unknown subcommand %q\n\n%s", cmd, usageText)
+		fmt.Fprintf(stderr, "calgate: unknown subcommand %q\n\n%s", cmd, usageText())
 		return 2
 	}
+}
+
+// cmdHelp prints the overview, or the complete help of one subcommand.
+func cmdHelp(args []string, stdout, stderr io.Writer) int {
+	switch {
+	case len(args) == 0:
+		io.WriteString(stdout, usageText())
+		return 0
+	case len(args) > 1:
+		fmt.Fprintln(stderr, "calgate help: name one subcommand, e.g. calgate help backup")
+		return 2
+	}
+	c, ok := lookupCommand(args[0])
+	if !ok {
+		fmt.Fprintf(stderr, "calgate help: unknown subcommand %q\n\n%s", args[0], usageText())
+		return 2
+	}
+	io.WriteString(stdout, c.help)
+	return 0
 }
 
 func isHelpFlag(s string) bool {
@@ -140,63 +356,94 @@ func isHelpFlag(s string) bool {
 	return false
 }
 
-// commonFlags are the flags of serve and check-config.
-type commonFlags struct {
-	config   string
-	logLevel string
-	level    slog.Level
-	args     []string // positional arguments (only sync takes any)
+// cliFlags are the parsed flags and arguments of a subcommand.
+type cliFlags struct {
+	config    string
+	logLevel  string
+	logFormat string
+	json      bool   // status -json
+	output    string // export -o
+	level     slog.Level
+	args      []string // positional arguments
 }
 
-// newFlagSet returns a flag set for subcommand name that prints the full
-// usage on -h and on a bad flag.
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("calgate "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { io.WriteString(stderr, usageText) }
+// logger is the subcommand's logger on stderr, as its flags ask.
+func (f *cliFlags) logger(stderr io.Writer) *slog.Logger {
+	return newLogger(stderr, f.logFormat, f.level)
+}
+
+// flagSet returns the flag set of subcommand c, filling f. It prints c's
+// complete help on -h (to stdout: the user asked for it) and a pointer
+// to it after a bad flag.
+func flagSet(c command, f *cliFlags, stdout, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("calgate "+c.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are printed below, help by Usage
+	fs.Usage = func() { io.WriteString(stdout, c.help) }
+	if c.config {
+		fs.StringVar(&f.config, "config", "gateway.yaml", "config file")
+	}
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", logFormatText, "text or json")
+	if c.json {
+		fs.BoolVar(&f.json, "json", false, "print JSON")
+	}
+	if c.output {
+		fs.StringVar(&f.output, "o", "", "output file")
+	}
 	return fs
 }
 
-// parseFlags parses args into a commonFlags. It returns the exit code to use
-// and false if the command must not go on.
-func parseFlags(name string, args []string, stderr io.Writer) (commonFlags, int, bool) {
-	var f commonFlags
-	fs := newFlagSet(name, stderr)
-	fs.StringVar(&f.config, "config", "gateway.yaml", "config file")
-	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return f, 0, false
+// parseFlags parses the flags and arguments of subcommand name; flags may
+// come before or after the arguments ("--" ends the flags). -h prints the
+// subcommand's help to stdout. It returns the exit code to use and false
+// if the command must not go on.
+func parseFlags(name string, args []string, stdout, stderr io.Writer) (cliFlags, int, bool) {
+	var f cliFlags
+	c, ok := lookupCommand(name)
+	if !ok {
+		fmt.Fprintf(stderr, "calgate: unknown subcommand %q\n", name)
+		return f, 2, false
+	}
+	fs := flagSet(c, &f, stdout, stderr)
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return f, 0, false
+			}
+			fmt.Fprintf(stderr, "calgate %s: %v (see calgate help %s)\n", name, err, name)
+			return f, 2, false
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			f.args = append(f.args, rest...)
+			break
+		}
+		f.args, args = append(f.args, rest[0]), rest[1:]
+	}
+	switch {
+	case len(f.args) < c.minArgs || (c.maxArgs >= 0 && len(f.args) > c.maxArgs):
+		synopsis, _, _ := strings.Cut(c.help, "\n")
+		if len(f.args) > c.maxArgs && c.maxArgs >= 0 {
+			fmt.Fprintf(stderr, "calgate %s: unexpected argument %q\n%s\n", name, f.args[c.maxArgs], synopsis)
+		} else {
+			fmt.Fprintf(stderr, "calgate %s: missing arguments\n%s\n", name, synopsis)
 		}
 		return f, 2, false
 	}
-	if fs.NArg() > 0 && name != "sync" && name != "export" {
-		fmt.Fprintf(stderr, "calgate %s: unexpected argument %q\n", name, fs.Arg(0))
-		return f, 2, false
-	}
-	f.args = fs.Args()
 	level, err := parseLevel(f.logLevel)
 	if err != nil {
-		fmt.Fprintf(stderr, "calgate: %v\n", err)
+		fmt.Fprintf(stderr, "calgate %s: %v\n", name, err)
 		return f, 2, false
 	}
 	f.level = level
-	return f, 0, true
-}
-
-// parseLevel turns a -log-level value into a slog level.
-func parseLevel(s string) (slog.Level, error) {
-	switch strings.ToLower(s) {
-	case "debug":
-		return slog.LevelDebug, nil
-	case "info":
-		return slog.LevelInfo, nil
-	case "warn", "warning":
-		return slog.LevelWarn, nil
-	case "error":
-		return slog.LevelError, nil
+	if f.logFormat, err = parseFormat(f.logFormat); err != nil {
+		fmt.Fprintf(stderr, "calgate %s: %v\n", name, err)
+		return f, 2, false
 	}
-	return 0, fmt.Errorf("-log-level %q: want debug, info, warn or error", s)
+	return f, 0, true
 }
 
 // loadValidConfig loads and validates the config file, printing every
@@ -224,13 +471,9 @@ func printErrors(w io.Writer, err error) {
 }
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
-	f, code, ok := parseFlags("check-config", args, stderr)
+	f, code, ok := parseFlags("check-config", args, stdout, stderr)
 	if !ok {
 		return code
-	}
-	if _, err := parseLevel(f.logLevel); err != nil {
-		fmt.Fprintf(stderr, "calgate: %v\n", err)
-		return 2
 	}
 	cfg := loadValidConfig(f.config, stderr)
 	if cfg == nil {
@@ -240,12 +483,12 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func cmdServe(args []string, stderr io.Writer) int {
-	f, code, ok := parseFlags("serve", args, stderr)
+func cmdServe(args []string, stdout, stderr io.Writer) int {
+	f, code, ok := parseFlags("serve", args, stdout, stderr)
 	if !ok {
 		return code
 	}
-	log := newLogger(stderr, f.level)
+	log := f.logger(stderr)
 	cfg := loadValidConfig(f.config, stderr)
 	if cfg == nil {
 		return 1
@@ -265,11 +508,15 @@ func cmdServe(args []string, stderr io.Writer) int {
 func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	var tlsConfig *tls.Config
 	if cfg.TLS != nil {
-		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
+		certs, err := newCertReloader(cfg.TLS.Cert, cfg.TLS.Key, log.With("component", "tls"))
 		if err != nil {
-			return fmt.Errorf("load tls cert %s and key %s: %w (fix the tls paths or remove the tls key)", cfg.TLS.Cert, cfg.TLS.Key, err)
+			return err
 		}
-		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		tlsConfig = &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12}
+	}
+	trusted, err := cfg.trustedProxies()
+	if err != nil {
+		return err
 	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -291,13 +538,25 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err := ensureCalendars(store, cfg, log); err != nil {
 		return err
 	}
+	// While calgate runs, the CLI's backup, status and export reach the
+	// store through the admin socket.
+	adminLog := log.With("component", "admin")
+	admin := startAdmin(cfg, adminHandler(cfg, store, new(ical.Zones), adminLog), adminLog)
+	defer admin.stop() // before the store closes
 
 	users := make([]gateway.User, 0, len(cfg.Users))
 	for _, u := range cfg.Users {
 		users = append(users, gateway.User{Name: u.Name, PasswordHash: u.PasswordHash})
 	}
+	// Metrics (nil if disabled) observe the engine, the feeds and every
+	// request.
+	m, metricsToken, err := newServeMetrics(cfg.Metrics, store, log.With("component", "metrics"))
+	if err != nil {
+		return err
+	}
 	// One HTTP client for every upstream; one engine runs the sources.
-	engine := upstream.NewEngine(upstream.EngineOptions{Store: store, Logger: log.With("component", "upstream")})
+	engine := upstream.NewEngine(upstream.EngineOptions{Store: store, Logger: log.With("component", "upstream"),
+		OnSync: syncObserver(m)})
 	zones := new(ical.Zones)
 	client := upstream.NewHTTPClient(upstream.HTTPOptions{})
 	if err := addSources(engine, cfg, store, client, zones, log.With("component", "upstream")); err != nil {
@@ -324,19 +583,21 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 
 	h, err := gateway.New(gateway.Options{
 		BaseURL:         baseURL,
+		TrustedProxies:  trusted,
 		Feeds:           feeds,
 		Store:           store,
 		Users:           users,
 		Logger:          log.With("component", "gateway"),
 		MaxResourceSize: cfg.MaxResourceSize,
 		OnChange:        engine.Kick,
+		OnFeed:          feedObserver(m),
 	})
 	if err != nil {
 		return fmt.Errorf("set up gateway: %w", err)
 	}
 
 	srv := &http.Server{
-		Handler:           h,
+		Handler:           rootHandler(h, m, metricsToken, readiness(store, engine)),
 		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
@@ -378,11 +639,6 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	log.Info("calgate stopped")
 	return nil
-}
-
-// newLogger is the text logger on stderr all subcommands use.
-func newLogger(stderr io.Writer, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 }
 
 // openStore opens the data file, with errors that say what to do.
@@ -451,16 +707,11 @@ func ensureCalendars(store *cache.Store, cfg *Config, log *slog.Logger) error {
 }
 
 func cmdHashPassword(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlagSet("hash-password", stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
+	if _, code, ok := parseFlags("hash-password", args, stdout, stderr); !ok {
+		if code == 2 {
+			fmt.Fprintln(stderr, "calgate hash-password: the password is read from standard input")
 		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "calgate hash-password: unexpected argument %q (the password is read from standard input)\n", fs.Arg(0))
-		return 2
+		return code
 	}
 	var pw []byte
 	var err error

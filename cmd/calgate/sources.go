@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -104,7 +106,7 @@ func newAccounts(engine *upstream.Engine, cfg *Config, store *cache.Store, clien
 // a line of progress per source, against the data file of a calgate that
 // is not running.
 func cmdSync(args []string, stdout, stderr io.Writer) int {
-	fl, code, ok := parseFlags("sync", args, stderr)
+	fl, code, ok := parseFlags("sync", args, stdout, stderr)
 	if !ok {
 		return code
 	}
@@ -112,7 +114,7 @@ func cmdSync(args []string, stdout, stderr io.Writer) int {
 	if cfg == nil {
 		return 1
 	}
-	log := newLogger(stderr, fl.level)
+	log := fl.logger(stderr)
 	store, err := openStore(cfg, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "calgate sync:", err)
@@ -192,9 +194,10 @@ func cmdSync(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// cmdStatus prints every source's health from the data file.
+// cmdStatus prints every source's health, from the data file when it is
+// free and through the admin socket of the calgate holding it otherwise.
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
-	fl, code, ok := parseFlags("status", args, stderr)
+	fl, code, ok := parseFlags("status", args, stdout, stderr)
 	if !ok {
 		return code
 	}
@@ -202,42 +205,93 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	if cfg == nil {
 		return 1
 	}
-	store, err := openStore(cfg, newLogger(stderr, fl.level))
+	var rows []statusRow
+	err := withStore(cfg, fl.logger(stderr), func(store *cache.Store) error {
+		var err error
+		rows, err = statusRows(store, cfg, time.Now())
+		return err
+	}, func(c *adminClient) error {
+		return c.getJSON("/status", &rows)
+	})
 	if err != nil {
 		fmt.Fprintln(stderr, "calgate status:", err)
 		return 1
 	}
-	defer store.Close()
-	return printStatus(store, cfg, time.Now(), stdout, stderr)
-}
-
-// printStatus prints a row per mirrored calendar of every user (the
-// configured ones, then the others of Kind caldav or ics in the store:
-// those an account discovered) and a row per account (its discoveries).
-func printStatus(store *cache.Store, cfg *Config, now time.Time, stdout, stderr io.Writer) int {
-	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SOURCE\tKIND\tLAST SUCCESS\tFAILURES\tOUTBOX\tCONFLICTS\tLAST ERROR")
-	fail := func(err error) int {
+	if fl.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rows); err != nil {
+			fmt.Fprintln(stderr, "calgate status:", err)
+			return 1
+		}
+		return 0
+	}
+	if err := printStatus(rows, time.Now(), stdout); err != nil {
 		fmt.Fprintln(stderr, "calgate status:", err)
 		return 1
 	}
+	return 0
+}
+
+// statusRow is the health of one source: a row of calgate status, an
+// element of status -json and of the admin socket's GET /status. The JSON
+// keys are a stable interface for scripts.
+type statusRow struct {
+	// Source is the source id, USER/CALENDAR (or USER/ACCOUNT).
+	Source string `json:"source"`
+	User   string `json:"user"`
+	// Calendar is the mirrored calendar's id, "" for an account.
+	Calendar string `json:"calendar"`
+	// Kind is caldav, ics or account.
+	Kind        string     `json:"kind"`
+	LastSuccess *time.Time `json:"last_success"`
+	LastAttempt *time.Time `json:"last_attempt"`
+	// Failures counts the consecutive failed syncs.
+	Failures int `json:"failures"`
+	// Outbox counts the local writes waiting for the upstream.
+	Outbox int `json:"outbox"`
+	// Conflicts counts the stored conflicts of the calendar.
+	Conflicts int `json:"conflicts"`
+	// NextSync is when the next sync is due: the source's interval (or
+	// its backoff after failures) after its last attempt; nil before the
+	// first sync.
+	NextSync  *time.Time `json:"next_sync"`
+	LastError string     `json:"last_error"`
+	// Notes are the items a sync could not store, or an account's notes
+	// (calendars missing upstream, kept, or not mirrored).
+	Notes []string `json:"notes"`
+}
+
+// statusRows returns a row per mirrored calendar of every user (the
+// configured ones, then the others of Kind caldav or ics in the store:
+// those an account discovered) and a row per account (its discoveries).
+func statusRows(store *cache.Store, cfg *Config, now time.Time) ([]statusRow, error) {
+	rows := []statusRow{}
 	for _, u := range cfg.Users {
 		conflicts, err := store.ListConflicts(u.Name)
 		if err != nil {
-			return fail(err)
+			return nil, err
 		}
-		type row struct{ cal, kind, source string }
-		var rows []row
+		type cal struct {
+			id, kind, source string
+			interval         time.Duration
+		}
+		var cals []cal
 		listed := map[string]bool{}
 		for _, c := range u.Calendars {
-			if kind := calendarKind(c); kind != calendarKindLocal {
-				rows = append(rows, row{c.ID, kind, sourceID(u.Name, c.ID)})
-				listed[c.ID] = true
+			switch kind := calendarKind(c); kind {
+			case calendarKindCalDAV:
+				cals = append(cals, cal{c.ID, kind, sourceID(u.Name, c.ID), c.CalDAV.Interval})
+			case calendarKindICS:
+				cals = append(cals, cal{c.ID, kind, sourceID(u.Name, c.ID), c.ICS.Interval})
+			default:
+				continue
 			}
+			listed[c.ID] = true
 		}
 		stored, err := store.ListCalendars(u.Name) // sorted by id
 		if err != nil {
-			return fail(err)
+			return nil, err
 		}
 		for _, c := range stored {
 			if listed[c.ID] || (c.Kind != calendarKindCalDAV && c.Kind != calendarKindICS) {
@@ -247,69 +301,131 @@ func printStatus(store *cache.Store, cfg *Config, now time.Time, stdout, stderr 
 			if src == "" {
 				src = sourceID(u.Name, c.ID)
 			}
-			rows = append(rows, row{c.ID, c.Kind, src})
-		}
-		for _, r := range rows {
-			st, err := store.GetSource(r.source)
-			if err != nil && !errors.Is(err, cache.ErrNotFound) {
-				return fail(err)
-			}
-			pending, err := store.PendingOutbox(u.Name, r.cal)
-			if err != nil {
-				return fail(err)
-			}
-			n := 0
-			for _, cf := range conflicts {
-				if cf.Cal == r.cal {
-					n++
+			interval := defaultCalDAVInterval
+			for _, acc := range u.Accounts {
+				if strings.HasPrefix(c.ID, acc.ID+"-") {
+					interval = acc.CalDAV.Interval
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", r.source, r.kind, lastSuccess(st, now), st.Failures, len(pending), n, lastError(st))
+			cals = append(cals, cal{c.ID, c.Kind, src, interval})
+		}
+		for _, c := range cals {
+			st, err := store.GetSource(c.source)
+			if err != nil && !errors.Is(err, cache.ErrNotFound) {
+				return nil, err
+			}
+			pending, err := store.PendingOutbox(u.Name, c.id)
+			if err != nil {
+				return nil, err
+			}
+			r := newStatusRow(st, c.source, u.Name, c.id, c.kind, c.interval)
+			r.Outbox = len(pending)
+			for _, cf := range conflicts {
+				if cf.Cal == c.id {
+					r.Conflicts++
+				}
+			}
+			rows = append(rows, r)
 		}
 		for _, acc := range u.Accounts {
 			id := sourceID(u.Name, acc.ID)
 			st, err := store.GetSource(id)
 			if err != nil && !errors.Is(err, cache.ErrNotFound) {
-				return fail(err)
+				return nil, err
 			}
-			// An account's notes (calendars missing upstream, kept, or
-			// not mirrored) are its Quarantine.
-			msg := lastError(st)
-			if len(st.Quarantine) > 0 {
-				notes := strings.Join(st.Quarantine, "; ")
-				if msg == "-" {
-					msg = notes
-				} else {
-					msg += "; " + notes
-				}
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t-\t-\t%s\n", id, "account", lastSuccess(st, now), st.Failures, msg)
+			rows = append(rows, newStatusRow(st, id, u.Name, "", "account", accountInterval))
 		}
 	}
-	if err := tw.Flush(); err != nil {
-		return 1
-	}
-	return 0
+	return rows, nil
 }
 
-// lastSuccess says how long ago st last succeeded.
-func lastSuccess(st cache.SourceState, now time.Time) string {
-	if st.LastSuccess.IsZero() {
+// newStatusRow fills a row from a source's stored state.
+func newStatusRow(st cache.SourceState, id, user, cal, kind string, interval time.Duration) statusRow {
+	r := statusRow{Source: id, User: user, Calendar: cal, Kind: kind, Failures: st.Failures,
+		LastError: st.LastError, Notes: append([]string{}, st.Quarantine...)}
+	if !st.LastSuccess.IsZero() {
+		t := st.LastSuccess.UTC()
+		r.LastSuccess = &t
+	}
+	if !st.LastAttempt.IsZero() {
+		t := st.LastAttempt.UTC()
+		r.LastAttempt = &t
+	}
+	switch last := st.LastAttempt; {
+	case !st.NextDue.IsZero():
+		t := st.NextDue.UTC()
+		r.NextSync = &t
+	case !last.IsZero() || !st.LastSuccess.IsZero():
+		if st.LastSuccess.After(last) {
+			last = st.LastSuccess
+		}
+		wait := interval
+		if st.Failures > 0 { // the engine's backoff: 30s doubling, at most 30m
+			wait = 30 * time.Second
+			for i := 1; i < st.Failures && wait < 30*time.Minute; i++ {
+				wait *= 2
+			}
+			wait = min(wait, 30*time.Minute)
+		}
+		t := last.Add(wait).UTC()
+		r.NextSync = &t
+	}
+	return r
+}
+
+// printStatus prints rows as a table.
+func printStatus(rows []statusRow, now time.Time, stdout io.Writer) error {
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SOURCE\tKIND\tLAST SUCCESS\tFAILURES\tOUTBOX\tCONFLICTS\tNEXT SYNC\tLAST ERROR")
+	for _, r := range rows {
+		outbox, conflicts := strconv.Itoa(r.Outbox), strconv.Itoa(r.Conflicts)
+		if r.Kind == "account" {
+			outbox, conflicts = "-", "-"
+		}
+		msg := printable(r.LastError)
+		if r.Kind == "account" && len(r.Notes) > 0 {
+			notes := printable(strings.Join(r.Notes, "; "))
+			if msg == "" {
+				msg = notes
+			} else {
+				msg += "; " + notes
+			}
+		}
+		if msg == "" {
+			msg = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", printable(r.Source), r.Kind, lastSuccess(r.LastSuccess, now),
+			r.Failures, outbox, conflicts, nextSync(r.NextSync, now), msg)
+	}
+	return tw.Flush()
+}
+
+// lastSuccess says how long ago t was.
+func lastSuccess(t *time.Time, now time.Time) string {
+	if t == nil {
 		return "never"
 	}
-	return now.Sub(st.LastSuccess).Round(time.Second).String() + " ago"
+	return now.Sub(*t).Round(time.Second).String() + " ago"
 }
 
-// lastError is st's last error, or "-", with control characters
-// replaced so that text from an upstream cannot drive the terminal.
-func lastError(st cache.SourceState) string {
-	if st.LastError == "" {
+// nextSync says when t is.
+func nextSync(t *time.Time, now time.Time) string {
+	switch {
+	case t == nil:
 		return "-"
+	case !t.After(now):
+		return "due"
 	}
+	return "in " + t.Sub(now).Round(time.Second).String()
+}
+
+// printable is s with control characters replaced, so that text from
+// an upstream cannot drive the terminal.
+func printable(s string) string {
 	return strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
 			return '?'
 		}
 		return r
-	}, st.LastError)
+	}, s)
 }
