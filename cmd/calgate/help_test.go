@@ -13,7 +13,7 @@ import (
 // flag the subcommand accepts and has a paste-able example, and that
 // `calgate --help` lists every subcommand with a line each.
 func TestHelp(t *testing.T) {
-	want := []string{"serve", "check-config", "hash-password", "import", "export", "sync", "status", "backup", "compact", "help"}
+	want := []string{"serve", "check-config", "hash-password", "import", "export", "sync", "status", "backup", "compact", "restore", "help"}
 	code, overview, _ := runCLI(t, "", "--help")
 	if code != 0 {
 		t.Fatalf("--help: exit %d", code)

@@ -222,6 +222,29 @@ Examples:
   calgate compact
   systemctl stop calgate && calgate compact -config /etc/calgate/gateway.yaml && systemctl start calgate
 `},
+	{name: "restore", config: true, minArgs: 1, maxArgs: 1, summary: "replace the data file with a backup (calgate stopped)", help: `Usage: calgate restore [-config FILE] BACKUP
+
+Replace the data file with the backup BACKUP (made by calgate backup):
+verify the backup, copy it beside the data file, give every calendar a
+new sync epoch, verify the copy, and rename it over the data file. The
+file it replaces is kept as DATA.before-restore.
+
+The new epochs make the sync tokens and ctags that clients hold invalid,
+so clients resync each calendar in full: without them, a client that saw
+changes made after the backup would take the restored calendar's reused
+revision numbers for changes it already has. Mirrored calendars keep
+their upstream sync state and catch up at the next sync; writes that were
+waiting for an upstream at backup time are pushed again (an upstream that
+already has them is recognised, anything else is recorded as a conflict).
+
+Needs the data file to itself: stop calgate first.
+
+Flags:
+` + commonFlagHelp + `
+Examples:
+  calgate restore /var/backups/calgate-2026-11-20.db
+  systemctl stop calgate && calgate restore -config /etc/calgate/gateway.yaml /var/backups/calgate.db && systemctl start calgate
+`},
 	{name: "help", minArgs: 0, maxArgs: 1, summary: "print this help, or a subcommand's complete help", help: `Usage: calgate help [SUBCOMMAND]
 
 Print the list of subcommands, or the complete help of one: its
@@ -272,6 +295,7 @@ Examples:
   calgate status -json
   calgate backup /var/backups/calgate.db
   calgate compact
+  calgate restore /var/backups/calgate.db
 
 Clients connect to base_url (e.g. http://127.0.0.1:8080/); discovery starts
 at /.well-known/caldav. See gateway.yaml.example for every config key.
@@ -321,6 +345,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdBackup(args, stdout, stderr)
 	case "compact":
 		return cmdCompact(args, stdout, stderr)
+	case "restore":
+		return cmdRestore(args, stdout, stderr)
 	case "help":
 		return cmdHelp(args, stdout, stderr)
 	default:
