@@ -375,6 +375,10 @@ func newStatusRow(st cache.SourceState, id, user, cal, kind string, interval tim
 
 // printStatus prints rows as a table.
 func printStatus(rows []statusRow, now time.Time, stdout io.Writer) error {
+	if len(rows) == 0 {
+		_, err := fmt.Fprintln(stdout, "no sources: every calendar is local (add caldav, ics or accounts to the config to mirror upstreams)")
+		return err
+	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SOURCE\tKIND\tLAST SUCCESS\tFAILURES\tOUTBOX\tCONFLICTS\tNEXT SYNC\tLAST ERROR")
 	for _, r := range rows {
