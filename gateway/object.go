@@ -107,15 +107,7 @@ func (h *Handler) put(w http.ResponseWriter, req *request) error {
 	if err := h.uidElsewhere(req.user, dest, info.UID, "", ""); err != nil {
 		return err
 	}
-	obj, created, err := h.store.PutObject(req.user, cal.ID, cache.Object{
-		Name:      dest.name,
-		UID:       info.UID,
-		Component: info.Component,
-		Start:     info.Start,
-		End:       info.End,
-		Warnings:  info.Warnings,
-		Data:      body,
-	}, cond)
+	obj, created, err := h.store.PutObject(req.user, cal.ID, storedObject(dest.name, body, info), cond)
 	var uc *cache.UIDConflictError
 	if errors.As(err, &uc) {
 		return &davError{status: http.StatusForbidden, cond: caldav("no-uid-conflict"),
@@ -224,4 +216,18 @@ func (h *Handler) delete(w http.ResponseWriter, req *request) error {
 	h.changed(req.user, req.t.cal)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// storedObject is the object a client write stores: data as received,
+// described by what Inspect found in it.
+func storedObject(name string, data []byte, info ical.Info) cache.Object {
+	return cache.Object{
+		Name:      name,
+		UID:       info.UID,
+		Component: info.Component,
+		Start:     info.Start,
+		End:       info.End,
+		Warnings:  info.Warnings,
+		Data:      data,
+	}
 }

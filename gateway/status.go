@@ -265,15 +265,7 @@ func (h *Handler) indexLoser(name string, data []byte) (cache.Object, error) {
 	if err != nil {
 		return cache.Object{}, err
 	}
-	return cache.Object{
-		Name:      name,
-		UID:       info.UID,
-		Component: info.Component,
-		Start:     info.Start,
-		End:       info.End,
-		Warnings:  info.Warnings,
-		Data:      data,
-	}, nil
+	return storedObject(name, data, info), nil
 }
 
 func (h *Handler) conflictGone(w http.ResponseWriter, r *http.Request, nonce string) {
