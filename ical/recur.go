@@ -558,7 +558,7 @@ func (tz *TZ) parseRule(p *goical.Prop, ds Time, loc *time.Location) (*rrule.RRu
 	if err != nil {
 		return nil, err
 	}
-	if err := checkRule(&r.opt); err != nil {
+	if err := safeCheckRule(&r.opt); err != nil {
 		return nil, err
 	}
 	rr, err := rrule.NewRRule(r.opt)
@@ -758,6 +758,23 @@ func checkRule(o *rrule.ROption) error {
 	if _, err := rrule.NewRRule(*o); err != nil { // range checks
 		return bad("%v", err)
 	}
+	// BYDAY ordinals count weekdays within the month (MONTHLY, or YEARLY
+	// with BYMONTH) or the year (YEARLY): an ordinal past the most a
+	// month (5) or a year (53) can hold selects nothing, and rrule-go
+	// indexes past its tables on it. Such entries are dropped; a BYDAY
+	// left with none can never match.
+	if limit := ordinalLimit(o); limit > 0 && len(o.Byweekday) > 0 {
+		kept := o.Byweekday[:0:0]
+		for _, w := range o.Byweekday {
+			if n := w.N(); n <= limit && n >= -limit {
+				kept = append(kept, w)
+			}
+		}
+		if len(kept) == 0 {
+			return bad("no BYDAY ordinal fits in a %s", map[bool]string{true: "month", false: "year"}[limit == 5])
+		}
+		o.Byweekday = kept
+	}
 	// The inner clock loop of HOURLY, MINUTELY and SECONDLY.
 	if o.Freq >= rrule.HOURLY {
 		byh := o.Byhour
@@ -839,4 +856,28 @@ func checkRule(o *rrule.ROption) error {
 		}
 	}
 	return nil
+}
+
+// ordinalLimit is the largest BYDAY ordinal that can select a day under
+// o's frequency, or 0 where ordinals are ignored (below MONTHLY).
+func ordinalLimit(o *rrule.ROption) int {
+	switch {
+	case o.Freq == rrule.MONTHLY, o.Freq == rrule.YEARLY && len(o.Bymonth) > 0:
+		return 5
+	case o.Freq == rrule.YEARLY:
+		return 53
+	}
+	return 0
+}
+
+// safeCheckRule is checkRule behind recover: its probes run rrule-go,
+// which can panic on rules no check above foresaw, and a rule must never
+// take down a request or a sync.
+func safeCheckRule(o *rrule.ROption) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: RRULE: cannot be iterated (%v)", ErrInvalidData, p)
+		}
+	}()
+	return checkRule(o)
 }

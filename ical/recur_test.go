@@ -1,6 +1,7 @@
 package ical
 
 import (
+	"fmt"
 	"github.com/calgate/calgate/internal/fixtures"
 	"os"
 	"path/filepath"
@@ -565,6 +566,10 @@ func TestExpandPathological(t *testing.T) {
 		{"20240101T000000Z", "FREQ=WEEKLY;BYDAY=+53MO"},
 		{"20240101T000000Z", "FREQ=MONTHLY;BYDAY=5FR;BYMONTH=2;BYMONTHDAY=1"},
 		{"20240101", "FREQ=DAILY;COUNT=0"},
+		{"00000101", "FREQ=YEARLY;BYMONTH=10;BYDAY=20SA"}, // found by FuzzExpand: rrule-go indexed past its tables
+		{"20240101T000000Z", "FREQ=YEARLY;BYMONTH=10;BYDAY=20SA"},
+		{"20240101T000000Z", "FREQ=YEARLY;BYDAY=60MO"},
+		{"20240101T000000Z", "FREQ=MONTHLY;BYDAY=-6FR"},
 	} {
 		t.Run(tc.rule, func(t *testing.T) {
 			f := parseComps(t, "BEGIN:VEVENT\r\nUID:p\r\nDTSTART:"+tc.dtstart+"\r\nRRULE:"+tc.rule+"\r\nEND:VEVENT\r\n")
@@ -597,6 +602,32 @@ func TestExpandPathological(t *testing.T) {
 	}
 	if n := runtime.NumGoroutine(); n > base {
 		t.Errorf("%d goroutines, %d before", n, base)
+	}
+}
+
+// TestExpandOrdinalOutOfRange checks that a BYDAY ordinal no month can
+// hold is dropped while the others in the list keep working, and that a
+// rule left with none is ignored with a warning.
+func TestExpandOrdinalOutOfRange(t *testing.T) {
+	f := parseComps(t, "BEGIN:VEVENT\r\nUID:o\r\nDTSTART:20241005T100000Z\r\nRRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=1SA,20SA;COUNT=3\r\nEND:VEVENT\r\n")
+	exp, err := f.tz.Expand(f.groups["o"], ExpandOptions{MaxInstances: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, in := range exp.Instances {
+		got = append(got, in.Start.UTC().Format("2006-01-02"))
+	}
+	if want := "[2024-10-05 2025-10-04 2026-10-03]"; fmt.Sprint(got) != want {
+		t.Errorf("first Saturdays of October: %v, want %s", got, want)
+	}
+	f = parseComps(t, "BEGIN:VEVENT\r\nUID:o\r\nDTSTART:20241005T100000Z\r\nRRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=20SA\r\nEND:VEVENT\r\n")
+	exp, err = f.tz.Expand(f.groups["o"], ExpandOptions{MaxInstances: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(exp.Instances) != 1 || len(exp.Warnings) == 0 {
+		t.Errorf("rule with no usable ordinal: %d instances, warnings %q; want the single DTSTART instance and a warning", len(exp.Instances), exp.Warnings)
 	}
 }
 
