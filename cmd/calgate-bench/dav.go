@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// client sends requests to one CalDAV server with HTTP Basic credentials.
+// It only ever contacts URLs built from the calendar home it was given.
+type client struct {
+	http     *http.Client
+	user     string
+	password string
+}
+
+// maxBody bounds every response body read by the tool.
+const maxBody = 512 << 20
+
+// do sends one request and returns the status, headers and full body, and
+// how long it took from sending to the last byte of the body.
+func (c *client) do(ctx context.Context, method, u string, hdr map[string]string, body []byte) (int, http.Header, []byte, time.Duration, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, nil, 0, err
+	}
+	if c.user != "" {
+		req.SetBasicAuth(c.user, c.password)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	start := time.Now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, nil, 0, fmt.Errorf("%s %s: %w", method, u, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	d := time.Since(start)
+	if err != nil {
+		return 0, nil, nil, 0, fmt.Errorf("%s %s: read body: %w", method, u, err)
+	}
+	return resp.StatusCode, resp.Header, data, d, nil
+}
+
+// multistatus is the DAV:multistatus body (RFC 4918 section 14.16), with
+// the DAV:sync-token of RFC 6578 section 6.4.
+type multistatus struct {
+	XMLName   xml.Name   `xml:"DAV: multistatus"`
+	Responses []response `xml:"DAV: response"`
+	SyncToken string     `xml:"DAV: sync-token"`
+}
+
+// response is DAV:response (RFC 4918 section 14.24).
+type response struct {
+	Hrefs     []string   `xml:"DAV: href"`
+	Status    string     `xml:"DAV: status"`
+	Propstats []propstat `xml:"DAV: propstat"`
+}
+
+// propstat is DAV:propstat (RFC 4918 section 14.22).
+type propstat struct {
+	Status string `xml:"DAV: status"`
+	Prop   prop   `xml:"DAV: prop"`
+}
+
+// prop holds the properties the tool asks for.
+type prop struct {
+	ETag         *string   `xml:"DAV: getetag"`
+	SyncToken    *string   `xml:"DAV: sync-token"`
+	CalendarData *string   `xml:"urn:ietf:params:xml:ns:caldav calendar-data"`
+	ResourceType *struct{} `xml:"DAV: resourcetype"`
+}
+
+// statusCode reads the code from an HTTP status line ("HTTP/1.1 200 OK").
+func statusCode(line string) int {
+	f := strings.Fields(line)
+	if len(f) < 2 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[1])
+	return n
+}
+
+// ok200 returns the properties of the 200 propstat of r, and whether there
+// is one.
+func (r *response) ok200() (prop, bool) {
+	for _, ps := range r.Propstats {
+		if statusCode(ps.Status) == http.StatusOK {
+			return ps.Prop, true
+		}
+	}
+	return prop{}, false
+}
+
+// parseMultistatus decodes a 207 answer.
+func parseMultistatus(status int, data []byte) (*multistatus, error) {
+	if status != http.StatusMultiStatus {
+		return nil, fmt.Errorf("status %d, want 207: %.200s", status, data)
+	}
+	var ms multistatus
+	if err := xml.Unmarshal(data, &ms); err != nil {
+		return nil, fmt.Errorf("decode multistatus: %w", err)
+	}
+	return &ms, nil
+}
+
+// hrefPath normalises a DAV:href (a path or an absolute URL) to an
+// unescaped path, for comparison with the paths the tool built.
+func hrefPath(h string) string {
+	u, err := url.Parse(strings.TrimSpace(h))
+	if err != nil {
+		return h
+	}
+	return u.Path
+}
+
+// xmlText escapes s for use in XML character data.
+func xmlText(s string) string {
+	var b strings.Builder
+	xml.EscapeText(&b, []byte(s))
+	return b.String()
+}
+
+// Request bodies.
+const (
+	propfindBody = `<?xml version="1.0" encoding="utf-8"?>
+<D:propfind xmlns:D="DAV:"><D:prop><D:resourcetype/><D:getetag/><D:sync-token/></D:prop></D:propfind>`
+
+	mkcalendarBody = `<?xml version="1.0" encoding="utf-8"?>
+<C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop>
+<D:displayname>calgate-bench</D:displayname>
+<C:supported-calendar-component-set><C:comp name="VEVENT"/></C:supported-calendar-component-set>
+</D:prop></D:set></C:mkcalendar>`
+)
+
+// queryBody is a calendar-query (RFC 4791 section 7.8) for VEVENTs
+// overlapping [start, end), with calendar-data, expanded if expand is set.
+func queryBody(start, end time.Time, expand bool) []byte {
+	const f = "20060102T150405Z"
+	data := "<C:calendar-data/>"
+	if expand {
+		data = fmt.Sprintf(`<C:calendar-data><C:expand start="%s" end="%s"/></C:calendar-data>`, start.Format(f), end.Format(f))
+	}
+	return fmt.Appendf(nil, `<?xml version="1.0" encoding="utf-8"?>
+<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">
+<D:prop><D:getetag/>%s</D:prop>
+<C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT">
+<C:time-range start="%s" end="%s"/>
+</C:comp-filter></C:comp-filter></C:filter></C:calendar-query>`, data, start.Format(f), end.Format(f))
+}
+
+// multigetBody is a calendar-multiget (RFC 4791 section 7.9) of paths.
+func multigetBody(paths []string) []byte {
+	var b bytes.Buffer
+	b.WriteString(`<?xml version="1.0" encoding="utf-8"?>
+<C:calendar-multiget xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">
+<D:prop><D:getetag/><C:calendar-data/></D:prop>`)
+	for _, p := range paths {
+		b.WriteString("<D:href>" + xmlText(p) + "</D:href>")
+	}
+	b.WriteString("</C:calendar-multiget>")
+	return b.Bytes()
+}
+
+// syncBody is a sync-collection REPORT (RFC 6578 section 3.2).
+func syncBody(token string) []byte {
+	return fmt.Appendf(nil, `<?xml version="1.0" encoding="utf-8"?>
+<D:sync-collection xmlns:D="DAV:"><D:sync-token>%s</D:sync-token><D:sync-level>1</D:sync-level>
+<D:prop><D:getetag/></D:prop></D:sync-collection>`, xmlText(token))
+}

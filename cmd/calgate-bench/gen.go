@@ -1,0 +1,225 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+	_ "time/tzdata" // Europe/Berlin must resolve on machines without zoneinfo
+)
+
+// refDate is the fixed reference date: one-off events are spread over the
+// year before and the year after it, and the measured windows sit after it.
+var refDate = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// The measured windows, in UTC. Both contain the European DST switch of
+// 29 March 2026, so a server that gets Europe/Berlin wrong answers wrongly.
+var (
+	monthStart = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	monthEnd   = time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)
+	weekStart  = time.Date(2026, 3, 23, 0, 0, 0, 0, time.UTC)
+	weekEnd    = time.Date(2026, 3, 30, 0, 0, 0, 0, time.UTC)
+)
+
+// kind is the shape of a generated event.
+type kind int
+
+const (
+	oneOff   kind = iota // a single VEVENT
+	weekly               // RRULE:FREQ=WEEKLY;COUNT=n
+	override             // weekly, one EXDATE, one instance moved by RECURRENCE-ID
+)
+
+// The instance indexes that the override kind excludes and moves.
+const (
+	exdateIndex   = 1
+	overrideIndex = 3
+	overrideShift = 2 * time.Hour
+)
+
+// event is one generated calendar object. Start is a wall-clock time in
+// Loc; recurrences repeat the wall-clock time, as RFC 5545 says.
+type event struct {
+	Name  string // resource name in the calendar, e.g. ev00042.ics
+	UID   string
+	Kind  kind
+	Loc   *time.Location // time.UTC or Europe/Berlin
+	Start time.Time
+	Dur   time.Duration
+	Count int // instances of a recurring event (before EXDATE)
+}
+
+// span is one instance, [Start, End) in absolute time.
+type span struct{ Start, End time.Time }
+
+// instances lists the event's instances with the independent rule
+// evaluator of the tool: weekly steps of the wall-clock time in the event's
+// zone, minus EXDATE, with the overridden instance moved.
+func (e *event) instances() []span {
+	if e.Kind == oneOff {
+		return []span{{e.Start, e.Start.Add(e.Dur)}}
+	}
+	out := make([]span, 0, e.Count)
+	y, m, d := e.Start.Date()
+	h, mi, _ := e.Start.Clock()
+	for k := range e.Count {
+		s := time.Date(y, m, d+7*k, h, mi, 0, 0, e.Loc)
+		if e.Kind == override {
+			if k == exdateIndex {
+				continue
+			}
+			if k == overrideIndex {
+				s = s.Add(overrideShift)
+			}
+		}
+		out = append(out, span{s, s.Add(e.Dur)})
+	}
+	return out
+}
+
+// overlapping counts the instances that overlap [start, end) by the rule of
+// RFC 4791 section 9.9 (start < end of range and end > start of range).
+func (e *event) overlapping(start, end time.Time) int {
+	n := 0
+	for _, s := range e.instances() {
+		if s.Start.Before(end) && s.End.After(start) {
+			n++
+		}
+	}
+	return n
+}
+
+// generate makes n events, the same for the same seed.
+func generate(seed uint64, n int) ([]event, error) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		return nil, fmt.Errorf("bench: load Europe/Berlin: %w", err)
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x63616c67))
+	evs := make([]event, n)
+	for i := range evs {
+		e := &evs[i]
+		e.Name = fmt.Sprintf("ev%05d.ics", i)
+		e.UID = fmt.Sprintf("calgate-bench-%d-%05d", seed, i)
+		switch r := rng.IntN(100); {
+		case r < 80:
+			e.Kind = oneOff
+		case r < 95:
+			e.Kind = weekly
+			e.Count = 5 + rng.IntN(26)
+		default:
+			e.Kind = override
+			e.Count = 8 + rng.IntN(23)
+		}
+		e.Loc = time.UTC
+		if rng.IntN(3) == 0 {
+			e.Loc = berlin
+		}
+		// Hours 7..20 keep every instance (with a 2h move and a 2h
+		// duration) clear of the 02:00-03:00 DST gap.
+		day := refDate.AddDate(0, 0, -365+rng.IntN(730))
+		e.Start = time.Date(day.Year(), day.Month(), day.Day(), 7+rng.IntN(14), 15*rng.IntN(4), 0, 0, e.Loc)
+		e.Dur = time.Duration(1+rng.IntN(4)) * 30 * time.Minute
+	}
+	return evs, nil
+}
+
+// berlinTZ is the VTIMEZONE sent with events in Europe/Berlin.
+const berlinTZ = "BEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\n" +
+	"BEGIN:DAYLIGHT\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\nTZNAME:CEST\r\n" +
+	"DTSTART:19700329T020000\r\nRRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU\r\nEND:DAYLIGHT\r\n" +
+	"BEGIN:STANDARD\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nTZNAME:CET\r\n" +
+	"DTSTART:19701025T030000\r\nRRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nEND:STANDARD\r\n" +
+	"END:VTIMEZONE\r\n"
+
+// icsTime formats t for a property: "NAME:...Z" in UTC, or
+// "NAME;TZID=Europe/Berlin:..." as a local time.
+func icsTime(name string, t time.Time) string {
+	if t.Location() == time.UTC {
+		return name + ":" + t.Format("20060102T150405Z")
+	}
+	return name + ";TZID=" + t.Location().String() + ":" + t.Format("20060102T150405")
+}
+
+// body renders the event as an iCalendar object of about 1 KB. rev changes
+// SEQUENCE and the description only, never the times, so every expected
+// count stays valid after an update.
+func (e *event) body(rev int) []byte {
+	var b strings.Builder
+	line := func(s string) {
+		// Fold at 75 octets (RFC 5545 section 3.1); all text is ASCII.
+		for len(s) > 75 {
+			b.WriteString(s[:75])
+			b.WriteString("\r\n ")
+			s = s[75:]
+		}
+		b.WriteString(s)
+		b.WriteString("\r\n")
+	}
+	b.WriteString("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calgate//calgate-bench//EN\r\n")
+	if e.Loc != time.UTC {
+		b.WriteString(berlinTZ)
+	}
+	vevent := func(start time.Time, recurrenceID *time.Time, summary string) {
+		line("BEGIN:VEVENT")
+		line("UID:" + e.UID)
+		line("DTSTAMP:20260101T000000Z")
+		line(fmt.Sprintf("SEQUENCE:%d", rev))
+		if recurrenceID != nil {
+			line(icsTime("RECURRENCE-ID", *recurrenceID))
+		}
+		line(icsTime("DTSTART", start))
+		line(icsTime("DTEND", start.Add(e.Dur)))
+		line("SUMMARY:" + summary)
+		line("LOCATION:Room " + e.Name[2:7])
+		desc := fmt.Sprintf("DESCRIPTION:Load test event %s revision %d. ", e.Name, rev)
+		line(desc + strings.Repeat("Lorem ipsum dolor sit amet\\, consectetur adipiscing elit. ", 10))
+		if recurrenceID == nil && e.Kind != oneOff {
+			line(fmt.Sprintf("RRULE:FREQ=WEEKLY;COUNT=%d", e.Count))
+			if e.Kind == override {
+				y, m, d := e.Start.Date()
+				h, mi, _ := e.Start.Clock()
+				line(icsTime("EXDATE", time.Date(y, m, d+7*exdateIndex, h, mi, 0, 0, e.Loc)))
+			}
+		}
+		line("END:VEVENT")
+	}
+	vevent(e.Start, nil, "Bench event "+e.Name)
+	if e.Kind == override {
+		y, m, d := e.Start.Date()
+		h, mi, _ := e.Start.Clock()
+		rid := time.Date(y, m, d+7*overrideIndex, h, mi, 0, 0, e.Loc)
+		vevent(rid.Add(overrideShift), &rid, "Moved bench event "+e.Name)
+	}
+	b.WriteString("END:VCALENDAR\r\n")
+	return []byte(b.String())
+}
+
+// icsStats counts the VEVENT components of an iCalendar stream and the
+// distinct UIDs among them. It unfolds lines and tracks nesting; it is not
+// a validating parser.
+func icsStats(data []byte) (vevents int, uids map[string]bool) {
+	uids = make(map[string]bool)
+	text := strings.ReplaceAll(string(data), "\r\n", "\n")
+	text = strings.ReplaceAll(text, "\n ", "")
+	text = strings.ReplaceAll(text, "\n\t", "")
+	var stack []string
+	for l := range strings.SplitSeq(text, "\n") {
+		switch {
+		case strings.HasPrefix(l, "BEGIN:"):
+			stack = append(stack, strings.ToUpper(l[6:]))
+			if stack[len(stack)-1] == "VEVENT" {
+				vevents++
+			}
+		case strings.HasPrefix(l, "END:"):
+			if len(stack) > 0 {
+				stack = stack[:len(stack)-1]
+			}
+		case len(stack) > 0 && stack[len(stack)-1] == "VEVENT" && strings.HasPrefix(strings.ToUpper(l), "UID"):
+			if i := strings.IndexByte(l, ':'); i >= 0 {
+				uids[l[i+1:]] = true
+			}
+		}
+	}
+	return vevents, uids
+}
