@@ -24,6 +24,11 @@ type Object struct {
 	// End ends the object's time span. The zero End is unbounded in the
 	// future (open-ended recurrence, no dates).
 	End time.Time
+	// Exact says that Start and End are exactly the time-range interval
+	// of the object's only instance (ical.Info.Exact), so a time-range
+	// filter can be decided from them alone. False in records written
+	// before the field existed: such objects are parsed to be matched.
+	Exact bool
 	// ETag is the strong entity tag without quotes: lowercase hex of the
 	// first 16 bytes of the SHA-256 of Data. Set by the store.
 	ETag string

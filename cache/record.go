@@ -23,6 +23,7 @@ import (
 //	revision                    uvarint
 //	warnings                    uvarint count, then uvarint length + bytes each
 //	upstream href, upstream etag  uvarint length + bytes each (added later)
+//	flags                       uvarint: flagExact (added later)
 //
 // Fields added later go at the end, and their decoder must treat a missing
 // trailing field as its zero value, so older records stay readable (and
@@ -32,6 +33,11 @@ import (
 
 // recordVersion is the first byte of an object record header.
 const recordVersion = 1
+
+// Bits of the flags field of an object record header.
+const (
+	flagExact = 1 << iota // Object.Exact
+)
 
 // changeOp is the first byte of a change-log value; the name follows.
 type changeOp byte
@@ -85,7 +91,7 @@ func appendTime(b []byte, t time.Time) []byte {
 func encodeObject(o *Object) []byte {
 	n := 1 + 5*binary.MaxVarintLen64 + len(o.UID) + len(o.Component) + len(o.ETag) +
 		len(o.UpstreamHref) + len(o.UpstreamETag) +
-		3*(1+binary.MaxVarintLen64+binary.MaxVarintLen32) + 2*binary.MaxVarintLen64
+		3*(1+binary.MaxVarintLen64+binary.MaxVarintLen32) + 3*binary.MaxVarintLen64
 	for _, w := range o.Warnings {
 		n += binary.MaxVarintLen64 + len(w)
 	}
@@ -104,6 +110,11 @@ func encodeObject(o *Object) []byte {
 	}
 	b = appendString(b, o.UpstreamHref)
 	b = appendString(b, o.UpstreamETag)
+	var flags uint64
+	if o.Exact {
+		flags |= flagExact
+	}
+	b = binary.AppendUvarint(b, flags)
 	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
 	return append(b, o.Data...)
 }
@@ -237,6 +248,9 @@ func decodeHeader(name string, v []byte) (Object, []byte, error) {
 	if r.more() { // absent in records written before the upstream fields
 		o.UpstreamHref = r.string()
 		o.UpstreamETag = r.string()
+	}
+	if r.more() { // absent in records written before the flags
+		o.Exact = r.uvarint()&flagExact != 0
 	}
 	if r.err != nil {
 		return Object{}, nil, fmt.Errorf("cache: object %q: %w: bad header", name, r.err)

@@ -25,6 +25,7 @@ func TestObjectRecordRoundTrip(t *testing.T) {
 
 			UpstreamHref: "/dav/cal/full.ics",
 			UpstreamETag: `W/"x-1"`,
+			Exact:        true,
 		},
 	} {
 		v := encodeObject(&o)
@@ -61,6 +62,12 @@ func TestObjectRecordRoundTrip(t *testing.T) {
 			if k == oldHL {
 				if err != nil || got.UID != o.UID || got.UpstreamHref != "" || got.UpstreamETag != "" {
 					t.Errorf("%s header cut to the old layout: %+v, %v", o.Name, got, err)
+				}
+				continue
+			}
+			if k == hl-1 { // the layout before the flags (one byte here)
+				if err != nil || got.UpstreamETag != o.UpstreamETag || got.Exact {
+					t.Errorf("%s header cut to the layout without flags: %+v, %v", o.Name, got, err)
 				}
 				continue
 			}

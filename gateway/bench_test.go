@@ -368,3 +368,87 @@ func BenchmarkFeedGet10k(b *testing.B) {
 	b.Run("trivial/304", func(b *testing.B) { benchGet(b, trivial, path, http.StatusNotModified, "If-None-Match", etag) })
 	b.Run("calgate/gzip", func(b *testing.B) { benchGet(b, h, path, http.StatusOK, "Accept-Encoding", "gzip") })
 }
+
+// BenchmarkCalendar10k measures the read paths a client uses over one
+// calendar of 10,000 mixed events, loaded once for all of them.
+func BenchmarkCalendar10k(b *testing.B) {
+	e := newBenchEnv(b, cache.Options{NoSync: true})
+	e.fillMixed(b, mixedN)
+	const cal = "/dav/calendars/alice/personal/"
+	b.Run("get", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			e.serve(b, "GET", cal+"m4242.ics", "", http.StatusOK)
+		}
+	})
+	b.Run("propfind_d0", func(b *testing.B) {
+		body := `<d:propfind xmlns:d="DAV:" xmlns:cs="http://calendarserver.org/ns/"><d:prop><cs:getctag/><d:sync-token/></d:prop></d:propfind>`
+		b.ReportAllocs()
+		for b.Loop() {
+			e.serve(b, "PROPFIND", cal, body, http.StatusMultiStatus, "Depth", "0")
+		}
+	})
+	b.Run("propfind_d1", func(b *testing.B) {
+		body := `<d:propfind xmlns:d="DAV:"><d:prop><d:getetag/><d:getcontenttype/></d:prop></d:propfind>`
+		b.ReportAllocs()
+		n := 0
+		for b.Loop() {
+			rec := e.serve(b, "PROPFIND", cal, body, http.StatusMultiStatus, "Depth", "1")
+			n = strings.Count(rec.Body.String(), "<d:response>")
+		}
+		if n != mixedN+1 {
+			b.Fatalf("PROPFIND Depth 1: %d responses, want %d", n, mixedN+1)
+		}
+	})
+	b.Run("multiget_100", func(b *testing.B) {
+		var hrefs strings.Builder
+		for i := range 100 {
+			fmt.Fprintf(&hrefs, "<d:href>%sm%d.ics</d:href>", cal, i*97)
+		}
+		body := `<c:calendar-multiget xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/><c:calendar-data/></d:prop>` + hrefs.String() + `</c:calendar-multiget>`
+		b.ReportAllocs()
+		n := 0
+		for b.Loop() {
+			rec := e.serve(b, "REPORT", cal, body, http.StatusMultiStatus, "Depth", "1")
+			n = strings.Count(rec.Body.String(), "BEGIN:VCALENDAR")
+		}
+		if n != 100 {
+			b.Fatalf("multiget: %d objects, want 100", n)
+		}
+	})
+	b.Run("sync_after_change", func(b *testing.B) {
+		body := func(tok string) string {
+			return `<d:sync-collection xmlns:d="DAV:"><d:sync-token>` + tok + `</d:sync-token><d:sync-level>1</d:sync-level><d:prop><d:getetag/></d:prop></d:sync-collection>`
+		}
+		c, err := e.store.GetCalendar("alice", "personal")
+		if err != nil {
+			b.Fatal(err)
+		}
+		tok := syncToken(&c)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			b.StopTimer()
+			e.serve(b, "PUT", fmt.Sprintf("%sm%d.ics", cal, i%mixedN), mixedEvent(i%mixedN)+"\r\n", http.StatusNoContent, ct, icsType)
+			b.StartTimer()
+			rec := e.serve(b, "REPORT", cal, body(tok), http.StatusMultiStatus)
+			if n := strings.Count(rec.Body.String(), "<d:response>"); n != 1 {
+				b.Fatalf("sync-collection after one change: %d responses, want 1", n)
+			}
+			c, _ = e.store.GetCalendar("alice", "personal")
+			tok = syncToken(&c)
+			i++
+		}
+	})
+	b.Run("get_collection", func(b *testing.B) {
+		b.ReportAllocs()
+		n := 0
+		for b.Loop() {
+			rec := e.serve(b, "GET", cal, "", http.StatusOK)
+			n = strings.Count(rec.Body.String(), "UID:")
+		}
+		if n < mixedN {
+			b.Fatalf("collection GET: %d UIDs, want at least %d", n, mixedN)
+		}
+	})
+}

@@ -8,6 +8,7 @@ import (
 
 	goical "github.com/emersion/go-ical"
 
+	"github.com/calgate/calgate/cache"
 	"github.com/calgate/calgate/ical"
 )
 
@@ -104,17 +105,28 @@ func (c *compReq) spec(depth int) *ical.PruneSpec {
 	return s
 }
 
-// apply turns stored bytes into the calendar-data the request asked for:
-// expanded or limited first, then pruned. Without a request, the stored
-// bytes are returned unchanged.
-func (h *Handler) applyCalData(cd *calDataReq, data []byte) []byte {
+// applyCalData turns a stored object's bytes into the calendar-data the
+// request asked for: expanded or limited first, then pruned. Without a
+// request, the stored bytes are returned unchanged. parsed is o.Data
+// already parsed (by the filter), or nil; an Exact object has no
+// recurrence to expand or limit and is not parsed at all.
+func (h *Handler) applyCalData(cd *calDataReq, o *cache.Object, parsed *goical.Calendar) []byte {
+	data := o.Data
 	if cd == nil || data == nil {
 		return data
 	}
-	if cd.Expand != nil {
-		data = h.expandData(data, cd.expandStart, cd.expandEnd, cd.floating)
-	} else if cd.Limit != nil {
-		data = h.limitData(data, cd.limitStart, cd.limitEnd)
+	if (cd.Expand != nil || cd.Limit != nil) && !o.Exact {
+		if parsed == nil {
+			var err error
+			if parsed, err = h.parsed.parse(o); err != nil {
+				return ical.Prune(data, cd.prune)
+			}
+		}
+		if cd.Expand != nil {
+			data = h.expandData(parsed, data, cd.expandStart, cd.expandEnd, cd.floating)
+		} else {
+			data = h.limitData(parsed, data, cd.limitStart, cd.limitEnd)
+		}
 	}
 	return ical.Prune(data, cd.prune)
 }
@@ -123,12 +135,9 @@ func (h *Handler) applyCalData(cd *calDataReq, data []byte) []byte {
 // [start, end) as separate components (RFC 4791 §9.6.5): RRULE, RDATE and
 // EXDATE removed, overrides applied, times in UTC, each with a
 // RECURRENCE-ID. A non-recurring object is returned as stored. Floating
-// times are read in floating (nil: UTC) and written in UTC.
-func (h *Handler) expandData(data []byte, start, end time.Time, floating *time.Location) []byte {
-	cal, err := ical.Parse(data)
-	if err != nil {
-		return data
-	}
+// times are read in floating (nil: UTC) and written in UTC. cal is data
+// parsed.
+func (h *Handler) expandData(cal *goical.Calendar, data []byte, start, end time.Time, floating *time.Location) []byte {
 	var comps []*goical.Component
 	recurring := false
 	for _, c := range cal.Children {
@@ -222,11 +231,7 @@ func cloneComponent(c *goical.Component) *goical.Component {
 
 // limitData keeps the master and the overrides whose instance overlaps
 // [start, end) (RFC 4791 §9.6.6), as the stored bytes.
-func (h *Handler) limitData(data []byte, start, end time.Time) []byte {
-	cal, err := ical.Parse(data)
-	if err != nil {
-		return data
-	}
+func (h *Handler) limitData(cal *goical.Calendar, data []byte, start, end time.Time) []byte {
 	tz := h.zones.For(cal.Component)
 	return ical.FilterComponents(data, func(i int, name string) bool {
 		if i >= len(cal.Children) {

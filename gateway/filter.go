@@ -59,6 +59,9 @@ type compiledFilter struct {
 	// (RFC 4791 §9.9: the query's CALDAV:timezone, else the calendar's
 	// calendar-timezone); nil means UTC.
 	floating *time.Location
+	// simple is the only comp-filter under VCALENDAR when the filter is
+	// that comp-filter with at most a time-range in it, else nil.
+	simple *compFilter
 }
 
 func invalidFilter(format string, args ...any) error {
@@ -76,7 +79,20 @@ func compileFilter(f *filter) (*compiledFilter, error) {
 	if err := compileComp(f.Comp, 0); err != nil {
 		return nil, err
 	}
-	return &compiledFilter{top: f.Comp}, nil
+	q := &compiledFilter{top: f.Comp}
+	if top := f.Comp; len(top.Props) == 0 && len(top.Comps) == 1 {
+		c := &top.Comps[0]
+		switch c.Name {
+		case goical.CompEvent, goical.CompToDo, goical.CompJournal, goical.CompFreeBusy:
+			// Inspect lets an object hold one of these types only.
+		default:
+			c = nil
+		}
+		if c != nil && c.IsNotDefined == nil && len(c.Props) == 0 && len(c.Comps) == 0 {
+			q.simple = c
+		}
+	}
+	return q, nil
 }
 
 func compileComp(c *compFilter, depth int) error {
@@ -221,11 +237,17 @@ func spanOverlaps(spanStart, spanEnd, start, end time.Time) bool {
 	return true
 }
 
-// matchObject parses a stored object and applies the full filter.
-func (h *Handler) matchObject(q *compiledFilter, o *cache.Object) (bool, error) {
-	cal, err := ical.Parse(o.Data)
+// matchObject applies the full filter to a stored object. It decides
+// from the object's header when it can (see decide); otherwise it parses
+// the object and returns the parse with the answer, for calendar-data to
+// use.
+func (h *Handler) matchObject(q *compiledFilter, o *cache.Object) (bool, *goical.Calendar, error) {
+	if ok, decided := q.decide(o); decided {
+		return ok, nil, nil
+	}
+	cal, err := h.parsed.parse(o)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	tz := h.zones.For(cal.Component)
 	f := q.top
@@ -234,15 +256,34 @@ func (h *Handler) matchObject(q *compiledFilter, o *cache.Object) (bool, error) 
 	}
 	for _, p := range f.Props {
 		if ok, err := matchProp(tz, cal.Component, &p); err != nil || !ok {
-			return false, err
+			return false, cal, err
 		}
 	}
 	for i := range f.Comps {
 		if ok, err := matchObjectComps(tz, cal.Component, &f.Comps[i]); err != nil || !ok {
-			return false, err
+			return false, cal, err
 		}
 	}
-	return true, nil
+	return true, cal, nil
+}
+
+// decide answers the filter from the object's header alone when the
+// filter is one comp-filter on a component type, with at most a
+// time-range: the type is the object's Component, and an Exact object's
+// span is its interval. decided is false when the object must be parsed.
+func (q *compiledFilter) decide(o *cache.Object) (match, decided bool) {
+	c := q.simple
+	switch {
+	case c == nil:
+		return false, false
+	case !strings.EqualFold(c.Name, o.Component):
+		return false, true
+	case c.TimeRange == nil:
+		return true, true
+	case o.Exact:
+		return ical.MatchInterval(o.Start, o.End, c.start, c.end), true
+	}
+	return false, false
 }
 
 // matchObjectComps applies a comp-filter to the components of an object

@@ -72,6 +72,7 @@ type Handler struct {
 	maxSize  int64
 	auth     *authenticator
 	zones    *ical.Zones
+	parsed   *parsedCache // parses of stored objects, by ETag
 	onChange func(user, calendar string)
 	merged   mergedCache // de-duplicated listing of each merged calendar
 	// maxInstances caps the instances one object expands to in a request.
@@ -135,6 +136,7 @@ func New(opts Options) (*Handler, error) {
 		maxSize:  opts.MaxResourceSize,
 		auth:     auth,
 		zones:    new(ical.Zones),
+		parsed:   newParsedCache(parsedBudget),
 		onChange: opts.OnChange,
 
 		maxInstances: ical.DefaultMaxInstances,

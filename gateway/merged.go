@@ -683,8 +683,8 @@ func (h *Handler) mergedSync(w http.ResponseWriter, req *request, body *reportBo
 		return err
 	}
 	for _, res := range resources {
-		res.obj.Data = h.applyCalData(body.calData(), res.obj.Data)
-		ms.add(res.href, h.propsOf(res, names, allprop, propname))
+		res.obj.Data = h.applyCalData(body.calData(), res.obj, nil)
+		ms.addResource(h, res, names, allprop, propname)
 	}
 	ms.raw("<d:sync-token>" + escape(v.syncToken()) + "</d:sync-token>")
 	ms.send(w, req.Request)
@@ -798,7 +798,7 @@ func (h *Handler) mergedQuery(w http.ResponseWriter, req *request, body *reportB
 	ms := newMultistatus()
 	for _, res := range found {
 		o := res.obj
-		ok, err := h.matchObject(q, o)
+		ok, parsed, err := h.matchObject(q, o)
 		if err != nil {
 			h.log.Warn("calendar-query: stored object does not parse", "user", req.user, "calendar", res.member.ID, "name", o.Name, "err", err)
 			continue
@@ -809,8 +809,8 @@ func (h *Handler) mergedQuery(w http.ResponseWriter, req *request, body *reportB
 		if !wantsData(names) && !allprop {
 			o.Data = nil
 		}
-		o.Data = h.applyCalData(body.calData(), o.Data)
-		ms.add(res.href, h.propsOf(res, names, allprop, propname))
+		o.Data = h.applyCalData(body.calData(), o, parsed)
+		ms.addResource(h, res, names, allprop, propname)
 	}
 	ms.send(w, req.Request)
 	return nil

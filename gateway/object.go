@@ -227,6 +227,7 @@ func storedObject(name string, data []byte, info ical.Info) cache.Object {
 		Component: info.Component,
 		Start:     info.Start,
 		End:       info.End,
+		Exact:     info.Exact,
 		Warnings:  info.Warnings,
 		Data:      data,
 	}

@@ -63,14 +63,18 @@ func (h *Handler) propfind(w http.ResponseWriter, req *request) error {
 		return err
 	}
 	ms := newMultistatus()
-	ms.add(self.href, h.propsOf(self, names, allprop, propname))
+	ms.addResource(h, self, names, allprop, propname)
 	if d == 1 {
 		children, err := h.children(req.user, self, wantData)
 		if err != nil {
 			return err
 		}
+		ms.reserve(len(children) * (256 + len(self.href)))
 		for _, c := range children {
-			ms.add(c.href, h.propsOf(c, names, allprop, propname))
+			if wantData && c.obj != nil {
+				ms.reserve(len(c.obj.Data) + 256)
+			}
+			ms.addResource(h, c, names, allprop, propname)
 		}
 	}
 	ms.send(w, req.Request)
@@ -175,8 +179,11 @@ func (h *Handler) children(user string, res *resource, withData bool) ([]*resour
 			return nil, storeErr(err)
 		}
 		out := make([]*resource, len(objs))
+		slab := make([]resource, len(objs)) // one allocation for all members
+		base := res.href
 		for i := range objs {
-			out[i] = &resource{kind: kindObject, user: user, cal: res.cal, obj: &objs[i], href: objectHref(user, res.cal.ID, objs[i].Name)}
+			slab[i] = resource{kind: kindObject, user: user, cal: res.cal, obj: &objs[i], href: base + esc(objs[i].Name)}
+			out[i] = &slab[i]
 		}
 		return out, nil
 	}

@@ -4,7 +4,9 @@ import (
 	"encoding/xml"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/calgate/calgate/cache"
@@ -287,6 +289,50 @@ func (h *Handler) propsOf(res *resource, names []xml.Name, allprop, propname boo
 	return ps
 }
 
+// appendProp appends one property element of res to b, as renderProp
+// renders it; calendar-data is escaped straight from the object's bytes.
+func (h *Handler) appendProp(b []byte, res *resource, n xml.Name) ([]byte, bool) {
+	if res.obj != nil && res.mv == nil && n.Space == nsDAV {
+		// The two properties every client lists members with.
+		switch n.Local {
+		case "getetag":
+			b = append(b, "<d:getetag>&#34;"...)
+			b = append(b, res.obj.ETag...)
+			return append(b, "&#34;</d:getetag>"...), true
+		case "getcontenttype":
+			b = append(b, "<d:getcontenttype>text/calendar; charset=utf-8; component="...)
+			b = appendLower(b, res.obj.Component)
+			return append(b, "</d:getcontenttype>"...), true
+		}
+	}
+	if n == caldav("calendar-data") && res.obj != nil {
+		if res.obj.Data == nil || !liveProps[n].on(res) {
+			return b, false
+		}
+		b = append(b, "<c:calendar-data>"...)
+		b = appendEscaped(b, res.obj.Data)
+		return append(b, "</c:calendar-data>"...), true
+	}
+	el, ok := h.renderProp(res, n)
+	return append(b, el...), ok
+}
+
+// appendLower appends s, an iCalendar component name (ASCII letters),
+// in lower case.
+func appendLower(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '&' || c == '<' || c == '>':
+			c = '_' // never in a name Inspect accepts; kept out of the markup regardless
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
 // renderProp renders one property element of res.
 func (h *Handler) renderProp(res *resource, n xml.Name) (string, bool) {
 	if def, ok := liveProps[n]; ok {
@@ -366,62 +412,119 @@ func sortedKeys(m map[string]string) []string {
 	return out
 }
 
-// multistatus builds a DAV:multistatus body.
+// multistatus builds a DAV:multistatus body in one byte buffer.
 type multistatus struct {
-	b strings.Builder
+	b []byte
 }
 
 func newMultistatus() *multistatus {
-	m := &multistatus{}
-	m.b.WriteString(xml.Header)
-	m.b.WriteString(msHeader)
+	m := &multistatus{b: make([]byte, 0, 4096)}
+	m.b = append(m.b, xml.Header...)
+	m.b = append(m.b, msHeader...)
 	return m
 }
 
+// reserve makes room for about n more bytes, so that a large answer is
+// not copied over and over as it grows.
+func (m *multistatus) reserve(n int) { m.b = slices.Grow(m.b, n) }
+
 func statusLine(code int) string {
-	return fmt.Sprintf("HTTP/1.1 %d %s", code, http.StatusText(code))
+	if code == http.StatusOK {
+		return "HTTP/1.1 200 OK"
+	}
+	return "HTTP/1.1 " + strconv.Itoa(code) + " " + http.StatusText(code)
 }
 
 // add writes one response with its propstats.
 func (m *multistatus) add(hrefPath string, ps propstat) {
-	m.b.WriteString("<d:response>" + href(hrefPath))
+	m.openResponse(hrefPath)
 	if len(ps.found) > 0 {
-		m.b.WriteString("<d:propstat><d:prop>")
+		m.b = append(m.b, "<d:propstat><d:prop>"...)
 		for _, el := range ps.found {
-			m.b.WriteString(el)
+			m.b = append(m.b, el...)
 		}
-		m.b.WriteString("</d:prop><d:status>" + statusLine(http.StatusOK) + "</d:status></d:propstat>")
+		m.b = append(m.b, "</d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>"...)
+	}
+	m.closeResponse(ps.missing, ps.other)
+}
+
+func (m *multistatus) openResponse(hrefPath string) {
+	m.b = append(m.b, "<d:response><d:href>"...)
+	m.b = appendEscaped(m.b, hrefPath)
+	m.b = append(m.b, "</d:href>"...)
+}
+
+// closeResponse writes the propstats of properties not found (404) and
+// refused, and ends the response.
+func (m *multistatus) closeResponse(missing []xml.Name, other map[int][]xml.Name) {
+	if len(missing) == 0 && len(other) == 0 {
+		m.b = append(m.b, "</d:response>"...)
+		return
 	}
 	write := func(code int, names []xml.Name) {
 		if len(names) == 0 {
 			return
 		}
-		m.b.WriteString("<d:propstat><d:prop>")
+		m.b = append(m.b, "<d:propstat><d:prop>"...)
 		for _, n := range names {
-			m.b.WriteString(emptyTag(n))
+			m.b = append(m.b, emptyTag(n)...)
 		}
-		m.b.WriteString("</d:prop><d:status>" + statusLine(code) + "</d:status></d:propstat>")
+		m.b = append(m.b, "</d:prop><d:status>"+statusLine(code)+"</d:status></d:propstat>"...)
 	}
-	write(http.StatusNotFound, ps.missing)
-	for _, code := range []int{http.StatusForbidden, http.StatusConflict, http.StatusFailedDependency} {
-		write(code, ps.other[code])
+	write(http.StatusNotFound, missing)
+	if len(other) > 0 {
+		for _, code := range []int{http.StatusForbidden, http.StatusConflict, http.StatusFailedDependency} {
+			write(code, other[code])
+		}
 	}
-	m.b.WriteString("</d:response>")
+	m.b = append(m.b, "</d:response>"...)
+}
+
+// addResource writes the response of res with the properties names (or
+// allprop, propname), as add(res.href, h.propsOf(...)) would, rendering
+// them straight into the body: the path of every multistatus that lists
+// many resources.
+func (m *multistatus) addResource(h *Handler, res *resource, names []xml.Name, allprop, propname bool) {
+	if allprop || propname {
+		m.add(res.href, h.propsOf(res, names, allprop, propname))
+		return
+	}
+	m.openResponse(res.href)
+	var missing []xml.Name
+	open := false
+	for _, n := range names {
+		mark := len(m.b)
+		if !open {
+			m.b = append(m.b, "<d:propstat><d:prop>"...)
+		}
+		var ok bool
+		if m.b, ok = h.appendProp(m.b, res, n); !ok {
+			m.b = m.b[:mark]
+			missing = append(missing, n)
+			continue
+		}
+		open = true
+	}
+	if open {
+		m.b = append(m.b, "</d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>"...)
+	}
+	m.closeResponse(missing, nil)
 }
 
 // addStatus writes one response that has a status instead of properties.
 func (m *multistatus) addStatus(hrefPath string, code int) {
-	m.b.WriteString("<d:response>" + href(hrefPath) + "<d:status>" + statusLine(code) + "</d:status></d:response>")
+	m.openResponse(hrefPath)
+	m.b = append(m.b, "<d:status>"+statusLine(code)+"</d:status></d:response>"...)
 }
 
-func (m *multistatus) raw(s string) { m.b.WriteString(s) }
+func (m *multistatus) raw(s string) { m.b = append(m.b, s...) }
 
 func (m *multistatus) send(w http.ResponseWriter, r *http.Request) {
-	m.b.WriteString("</d:multistatus>")
+	m.b = append(m.b, "</d:multistatus>"...)
 	w.Header().Set("Content-Type", "application/xml; charset=utf-8")
-	w.Header().Set("Content-Length", fmt.Sprint(m.b.Len()))
+	w.Header().Set("Content-Length", strconv.Itoa(len(m.b)))
 	w.WriteHeader(http.StatusMultiStatus)
 	if r.Method != http.MethodHead {
-		w.Write([]byte(m.b.String()))
+		w.Write(m.b)
 	}
 }

@@ -131,8 +131,8 @@ func (h *Handler) multiget(w http.ResponseWriter, req *request, body *reportBody
 		if cd := body.calData(); cd != nil && res.obj.Data != nil {
 			cd.floating = h.floatingZone("", res.cal)
 		}
-		res.obj.Data = h.applyCalData(body.calData(), res.obj.Data)
-		ms.add(res.href, h.propsOf(res, names, allprop, propname))
+		res.obj.Data = h.applyCalData(body.calData(), res.obj, nil)
+		ms.addResource(h, res, names, allprop, propname)
 	}
 	ms.send(w, req.Request)
 	return nil
@@ -191,9 +191,10 @@ func (h *Handler) query(w http.ResponseWriter, req *request, body *reportBody) e
 		return errf(http.StatusForbidden, "calendar-query must be sent to a calendar collection")
 	}
 	ms := newMultistatus()
+	ms.reserve(len(objs) * 256)
 	for i := range objs {
 		o := &objs[i]
-		ok, err := h.matchObject(q, o)
+		ok, parsed, err := h.matchObject(q, o)
 		if err != nil {
 			h.log.Warn("calendar-query: stored object does not parse", "user", req.user, "calendar", cal.ID, "name", o.Name, "err", err)
 			continue
@@ -204,9 +205,9 @@ func (h *Handler) query(w http.ResponseWriter, req *request, body *reportBody) e
 		if !wantsData(names) && !allprop {
 			o.Data = nil
 		}
-		o.Data = h.applyCalData(body.calData(), o.Data)
+		o.Data = h.applyCalData(body.calData(), o, parsed)
 		res := &resource{kind: kindObject, user: req.user, cal: &cal, obj: o, href: objectHref(req.user, cal.ID, o.Name)}
-		ms.add(res.href, h.propsOf(res, names, allprop, propname))
+		ms.addResource(h, res, names, allprop, propname)
 	}
 	ms.send(w, req.Request)
 	return nil
@@ -328,9 +329,9 @@ func (h *Handler) writeMembers(ms *multistatus, user string, cal *cache.Calendar
 		if !withData {
 			o.Data = nil
 		}
-		o.Data = h.applyCalData(cd, o.Data)
+		o.Data = h.applyCalData(cd, o, nil)
 		res := &resource{kind: kindObject, user: user, cal: cal, obj: o, href: objectHref(user, cal.ID, o.Name)}
-		ms.add(res.href, h.propsOf(res, names, allprop, propname))
+		ms.addResource(h, res, names, allprop, propname)
 	}
 	return nil
 }

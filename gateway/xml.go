@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 )
 
 // XML namespaces.
@@ -49,10 +50,55 @@ func emptyTag(n xml.Name) string {
 	return s[:len(s)-1] + "/>"
 }
 
+// escape returns s as XML character data (see appendEscaped); s itself
+// when nothing in it needs escaping, which is the common case.
 func escape(s string) string {
-	var b bytes.Buffer
-	xml.EscapeText(&b, []byte(s))
-	return b.String()
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= utf8.RuneSelf || xmlEscapes[c] != "" || c < ' ' && c != '\t' && c != '\n' {
+			return string(appendEscaped(make([]byte, 0, len(s)+16), s))
+		}
+	}
+	return s
+}
+
+// xmlEscapes are the replacements of the ASCII bytes that character data
+// cannot hold as they are. CR is written as a reference so that CRLF
+// line ends survive the XML parser's line-end normalisation (calendar
+// data needs them); LF and tab are kept as they are.
+var xmlEscapes = [utf8.RuneSelf]string{
+	'&': "&amp;", '<': "&lt;", '>': "&gt;", '"': "&#34;", '\'': "&#39;", '\r': "&#13;",
+}
+
+// appendEscaped appends s to b as XML character data: markup characters
+// and CR as references, and anything XML 1.0 cannot carry at all (other
+// control characters, invalid UTF-8, U+FFFE and U+FFFF) as U+FFFD, so
+// that the document stays well-formed whatever a stored object holds.
+func appendEscaped[T string | []byte](b []byte, s T) []byte {
+	last := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			rep := xmlEscapes[c]
+			if rep == "" && c < ' ' && c != '\t' && c != '\n' {
+				rep = "\uFFFD"
+			}
+			if rep != "" {
+				b = append(b, s[last:i]...)
+				b = append(b, rep...)
+				last = i + 1
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
+		if r == utf8.RuneError && n == 1 || r == 0xFFFE || r == 0xFFFF {
+			b = append(b, s[last:i]...)
+			b = append(b, "\uFFFD"...)
+			last = i + n
+		}
+		i += n
+	}
+	return append(b, s[last:]...)
 }
 
 // Limits on request XML, checked before it is decoded.

@@ -31,6 +31,8 @@ type FeedObject struct {
 	Data []byte
 	// Start and End are the object's span as Inspect computes it.
 	Start, End time.Time
+	// Exact is Inspect's Info.Exact.
+	Exact bool
 	// Warnings are the repairs made to the object and what Inspect found.
 	Warnings []string
 	// Identity is FeedIdentity(Data): equal across fetches of a feed when
@@ -769,6 +771,7 @@ func (r *feedReader) split(cals []*fcomp) []FeedObject {
 			Data:      data,
 			Start:     info.Start,
 			End:       info.End,
+			Exact:     info.Exact,
 			Warnings:  warns,
 			Identity:  FeedIdentity(data),
 		})

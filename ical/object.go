@@ -16,7 +16,13 @@ type Info struct {
 	// query; a zero Start or End is unbounded on that side.
 	Start, End time.Time
 	Recurring  bool
-	Warnings   []string
+	// Exact is set for an object that is one VEVENT without recurrence
+	// whose times are all in UTC or a known time zone: then [Start, End)
+	// is exactly the interval of its only instance (the instant Start when
+	// End equals Start), and MatchInterval decides a time-range filter
+	// on it without parsing it again.
+	Exact    bool
+	Warnings []string
 }
 
 // Inspect checks the rules of a calendar object resource (RFC 4791 §4.1)
@@ -91,6 +97,9 @@ func (z *Zones) Inspect(cal *goical.Calendar) (Info, error) {
 	if info.Component == "" {
 		return info, fmt.Errorf("%w: no VEVENT, VTODO or VJOURNAL in the VCALENDAR", ErrInvalidObject)
 	}
+	if !info.Recurring && len(comps) == 1 {
+		info.Exact = tz.exact(comps[0], info.Start, info.End)
+	}
 	if info.Recurring {
 		s, e, warns := tz.recurrenceSpan(comps)
 		info.Warnings = appendNew(info.Warnings, warns...)
@@ -112,6 +121,21 @@ func (z *Zones) Inspect(cal *goical.Calendar) (Info, error) {
 		}
 	}
 	return info, nil
+}
+
+// exact reports whether c, the only component of an object, is a VEVENT
+// without recurrence and without floating times (dates included) whose
+// RFC 4791 §9.9 interval is exactly [start, end), the span Inspect stored.
+func (tz *TZ) exact(c *goical.Component, start, end time.Time) bool {
+	if c.Name != goical.CompEvent || c.Props.Get(goical.PropRecurrenceID) != nil || isRecurringMaster(c) {
+		return false
+	}
+	d, err := tz.dates(c)
+	if err != nil || d.start == nil || d.start.Floating || d.end != nil && d.end.Floating {
+		return false
+	}
+	s, e, ok := eventInterval(d)
+	return ok && s.Equal(start) && e.Equal(end)
 }
 
 // Caps of the expansion behind Inspect's span of a recurring object: a

@@ -46,32 +46,53 @@ func (b bounds) startLE(t time.Time) bool { return b.start.IsZero() || !b.start.
 func (b bounds) endGT(t time.Time) bool   { return b.end.IsZero() || b.end.After(t) }
 func (b bounds) endGE(t time.Time) bool   { return b.end.IsZero() || !b.end.Before(t) }
 
+// eventInterval returns the interval a VEVENT with dates d occupies by
+// the rules of RFC 4791 §9.9: [s, e) with e after s, or the instant s
+// (e equal to s) for an event of zero length. ok is false without DTSTART.
+func eventInterval(d dates) (s, e time.Time, ok bool) {
+	if d.start == nil {
+		return s, e, false
+	}
+	s = d.start.Time
+	switch {
+	case d.end != nil:
+		if e = d.end.Time; !e.After(s) { // zero length or DTEND before DTSTART
+			e = s
+		}
+	case d.duration != nil && *d.duration > 0:
+		e = s.Add(*d.duration)
+	case d.duration != nil:
+		e = s
+	case d.start.Date:
+		e = s.AddDate(0, 0, 1)
+	default:
+		e = s
+	}
+	return s, e, true
+}
+
+// MatchInterval reports whether the interval [s, e) of one instance
+// (the instant s when e equals s) overlaps the time range [start, end)
+// by the rules of RFC 4791 §9.9 for VEVENT. A zero start or end is
+// unbounded. For an object Inspect found Exact, Info.Start and Info.End
+// are that interval, and MatchInterval decides a time-range filter on
+// the object without parsing it.
+func MatchInterval(s, e, start, end time.Time) bool {
+	b := bounds{start, end}
+	if !e.After(s) {
+		return b.startLE(s) && b.endGT(s)
+	}
+	return b.startLT(e) && b.endGT(s)
+}
+
 // matchDates applies the table of RFC 4791 §9.9 for a component named name
 // with dates d.
 func matchDates(name string, d dates, start, end time.Time) bool {
 	b := bounds{start, end}
 	switch name {
 	case goical.CompEvent:
-		if d.start == nil {
-			return false
-		}
-		s := d.start.Time
-		switch {
-		case d.end != nil:
-			e := d.end.Time
-			if !e.After(s) { // zero length or DTEND before DTSTART
-				return b.startLE(s) && b.endGT(s)
-			}
-			return b.startLT(e) && b.endGT(s)
-		case d.duration != nil && *d.duration > 0:
-			return b.startLT(s.Add(*d.duration)) && b.endGT(s)
-		case d.duration != nil:
-			return b.startLE(s) && b.endGT(s)
-		case d.start.Date:
-			return b.startLT(s.AddDate(0, 0, 1)) && b.endGT(s)
-		default:
-			return b.startLE(s) && b.endGT(s)
-		}
+		s, e, ok := eventInterval(d)
+		return ok && MatchInterval(s, e, start, end)
 	case goical.CompToDo:
 		switch {
 		case d.start != nil && d.duration != nil:

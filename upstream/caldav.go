@@ -574,6 +574,7 @@ func (s *CalDAVSource) objectFrom(name, href, etag string, data []byte) (cache.O
 		Component:    info.Component,
 		Start:        info.Start,
 		End:          info.End,
+		Exact:        info.Exact,
 		Warnings:     info.Warnings,
 		Data:         data,
 		UpstreamHref: href,

@@ -205,6 +205,7 @@ func (s *ICSSource) Sync(ctx context.Context) (Result, error) {
 			Component: o.Component,
 			Start:     o.Start,
 			End:       o.End,
+			Exact:     o.Exact,
 			Warnings:  o.Warnings,
 			Data:      o.Data,
 		}})

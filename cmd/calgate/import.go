@@ -239,7 +239,7 @@ func importObject(store *cache.Store, c *cache.Calendar, o *ical.FeedObject) (im
 			c.User, c.ID, o.Component, strings.Join(c.Components, ", "))
 	}
 	obj := cache.Object{Name: o.Name, UID: o.UID, Component: o.Component, Start: o.Start, End: o.End,
-		Warnings: o.Warnings, Data: o.Data}
+		Exact: o.Exact, Warnings: o.Warnings, Data: o.Data}
 	cond := cache.PutConditions{IfNoneMatch: true}
 	outcome := importCreated
 	name, err := store.LookupUID(c.User, c.ID, o.UID)
