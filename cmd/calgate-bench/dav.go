@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,7 +15,8 @@ import (
 )
 
 // client sends requests to one CalDAV server with HTTP Basic credentials.
-// It only ever contacts URLs built from the calendar home it was given.
+// It only ever contacts URLs built from the calendar home it was given (or
+// discovered on the server it was given), and the feed URL.
 type client struct {
 	http     *http.Client
 	user     string
@@ -29,7 +31,7 @@ const maxBody = 512 << 20
 func (c *client) do(ctx context.Context, method, u string, hdr map[string]string, body []byte) (int, http.Header, []byte, time.Duration, error) {
 	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 	if err != nil {
-		return 0, nil, nil, 0, err
+		return 0, nil, nil, 0, fmt.Errorf("%s %s: %w", method, redactURL(u), unwrapURLError(err))
 	}
 	if c.user != "" {
 		req.SetBasicAuth(c.user, c.password)
@@ -40,15 +42,147 @@ func (c *client) do(ctx context.Context, method, u string, hdr map[string]string
 	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, nil, nil, 0, fmt.Errorf("%s %s: %w", method, u, err)
+		return 0, nil, nil, 0, fmt.Errorf("%s %s: %w", method, redactURL(u), unwrapURLError(err))
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	d := time.Since(start)
 	if err != nil {
-		return 0, nil, nil, 0, fmt.Errorf("%s %s: read body: %w", method, u, err)
+		return 0, nil, nil, 0, fmt.Errorf("%s %s: read body: %w", method, redactURL(u), unwrapURLError(err))
 	}
 	return resp.StatusCode, resp.Header, data, d, nil
+}
+
+// unwrapURLError drops the *url.Error around err: it names the full URL,
+// which may hold a feed token.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// redactURL returns u without secrets, for messages and reports: query
+// values and the token segment of a feed path (/feeds/TOKEN/NAME.ics)
+// become REDACTED, and user information is dropped.
+func redactURL(u string) string {
+	if u == "" {
+		return ""
+	}
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	p.User = nil
+	if p.RawQuery != "" {
+		q := p.Query()
+		for k := range q {
+			q[k] = []string{"REDACTED"}
+		}
+		p.RawQuery = q.Encode()
+	}
+	if rest, ok := strings.CutPrefix(p.Path, "/feeds/"); ok {
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			p.Path, p.RawPath = "/feeds/REDACTED/"+rest[i+1:], ""
+		}
+	}
+	return p.String()
+}
+
+// maxRedirects bounds the redirects discovery follows.
+const maxRedirects = 5
+
+// discover finds the calendar home of the signed-in user from a server
+// URL, as a client does: PROPFIND of /.well-known/caldav (RFC 6764
+// section 6) for DAV:current-user-principal (RFC 5397), following
+// redirects, falling back to the URL itself; then PROPFIND of the
+// principal for CALDAV:calendar-home-set (RFC 4791 section 6.2.1). Every
+// URL on the way must be on the same scheme and host as base.
+func (c *client) discover(ctx context.Context, base *url.URL) (*url.URL, error) {
+	var principal *url.URL
+	var errs []error
+	for _, start := range []*url.URL{base.ResolveReference(&url.URL{Path: "/.well-known/caldav"}), base} {
+		at, ms, err := c.propfindFollow(ctx, base, start, principalBody)
+		if err == nil {
+			principal, err = propHref(base, at, ms, func(p *prop) *hrefProp { return p.CurrentUserPrincipal }, "DAV:current-user-principal")
+		}
+		if err == nil {
+			break
+		}
+		errs = append(errs, err)
+	}
+	if principal == nil {
+		return nil, fmt.Errorf("bench: discovery from %s: %w", base, errors.Join(errs...))
+	}
+	at, ms, err := c.propfindFollow(ctx, base, principal, homeSetBody)
+	if err != nil {
+		return nil, fmt.Errorf("bench: discovery: principal %s: %w", principal, err)
+	}
+	home, err := propHref(base, at, ms, func(p *prop) *hrefProp { return p.CalendarHomeSet }, "CALDAV:calendar-home-set")
+	if err != nil {
+		return nil, fmt.Errorf("bench: discovery: principal %s: %w", principal, err)
+	}
+	return home, nil
+}
+
+// propfindFollow sends a PROPFIND Depth 0 to u, following redirects on
+// base's scheme and host, and returns the URL that answered and its
+// multistatus.
+func (c *client) propfindFollow(ctx context.Context, base, u *url.URL, body string) (*url.URL, *multistatus, error) {
+	hdr := map[string]string{"Depth": "0", "Content-Type": "application/xml; charset=utf-8"}
+	for range maxRedirects + 1 {
+		status, h, data, _, err := c.do(ctx, "PROPFIND", u.String(), hdr, []byte(body))
+		if err != nil {
+			return nil, nil, err
+		}
+		switch status {
+		case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+			loc, err := u.Parse(h.Get("Location"))
+			if err != nil || h.Get("Location") == "" {
+				return nil, nil, fmt.Errorf("PROPFIND %s: status %d with a bad Location %q", u, status, h.Get("Location"))
+			}
+			if loc.Scheme != base.Scheme || loc.Host != base.Host {
+				return nil, nil, fmt.Errorf("PROPFIND %s: redirect to another server (%s); the tool only contacts %s", u, loc.Redacted(), base.Host)
+			}
+			u = loc
+			continue
+		}
+		ms, err := parseMultistatus(status, data)
+		if err != nil {
+			return nil, nil, fmt.Errorf("PROPFIND %s: %w", u, err)
+		}
+		return u, ms, nil
+	}
+	return nil, nil, fmt.Errorf("PROPFIND %s: more than %d redirects", u, maxRedirects)
+}
+
+// propHref reads the href inside the property that pick selects from the
+// 200 propstat of the first response, resolved against at; it must be on
+// base's scheme and host.
+func propHref(base, at *url.URL, ms *multistatus, pick func(*prop) *hrefProp, name string) (*url.URL, error) {
+	for _, r := range ms.Responses {
+		p, ok := r.ok200()
+		if !ok {
+			continue
+		}
+		hp := pick(&p)
+		if hp == nil || len(hp.Hrefs) == 0 || strings.TrimSpace(hp.Hrefs[0]) == "" {
+			continue
+		}
+		u, err := at.Parse(strings.TrimSpace(hp.Hrefs[0]))
+		if err != nil {
+			return nil, fmt.Errorf("%s: bad href %q: %w", name, hp.Hrefs[0], err)
+		}
+		if u.Scheme != base.Scheme || u.Host != base.Host {
+			return nil, fmt.Errorf("%s %s is on another server; the tool only contacts %s", name, u.Redacted(), base.Host)
+		}
+		if !strings.HasSuffix(u.Path, "/") {
+			u.Path += "/"
+		}
+		return u, nil
+	}
+	return nil, fmt.Errorf("%s at %s: no 200 propstat with an href", name, at)
 }
 
 // multistatus is the DAV:multistatus body (RFC 4918 section 14.16), with
@@ -78,6 +212,14 @@ type prop struct {
 	SyncToken    *string   `xml:"DAV: sync-token"`
 	CalendarData *string   `xml:"urn:ietf:params:xml:ns:caldav calendar-data"`
 	ResourceType *struct{} `xml:"DAV: resourcetype"`
+
+	CurrentUserPrincipal *hrefProp `xml:"DAV: current-user-principal"`
+	CalendarHomeSet      *hrefProp `xml:"urn:ietf:params:xml:ns:caldav calendar-home-set"`
+}
+
+// hrefProp is a property whose value is DAV:href elements.
+type hrefProp struct {
+	Hrefs []string `xml:"DAV: href"`
 }
 
 // statusCode reads the code from an HTTP status line ("HTTP/1.1 200 OK").
@@ -134,6 +276,12 @@ func xmlText(s string) string {
 const (
 	propfindBody = `<?xml version="1.0" encoding="utf-8"?>
 <D:propfind xmlns:D="DAV:"><D:prop><D:resourcetype/><D:getetag/><D:sync-token/></D:prop></D:propfind>`
+
+	principalBody = `<?xml version="1.0" encoding="utf-8"?>
+<D:propfind xmlns:D="DAV:"><D:prop><D:current-user-principal/></D:prop></D:propfind>`
+
+	homeSetBody = `<?xml version="1.0" encoding="utf-8"?>
+<D:propfind xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><C:calendar-home-set/></D:prop></D:propfind>`
 
 	mkcalendarBody = `<?xml version="1.0" encoding="utf-8"?>
 <C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop>

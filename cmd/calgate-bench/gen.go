@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -40,8 +41,9 @@ const (
 // event is one generated calendar object. Start is a wall-clock time in
 // Loc; recurrences repeat the wall-clock time, as RFC 5545 says.
 type event struct {
-	Name  string // resource name in the calendar, e.g. ev00042.ics
+	Name  string // resource name in the calendar: UID + ".ics"
 	UID   string
+	Index int // position in the generated list
 	Kind  kind
 	Loc   *time.Location // time.UTC or Europe/Berlin
 	Start time.Time
@@ -99,8 +101,11 @@ func generate(seed uint64, n int) ([]event, error) {
 	evs := make([]event, n)
 	for i := range evs {
 		e := &evs[i]
-		e.Name = fmt.Sprintf("ev%05d.ics", i)
+		// The name is the UID plus ".ics": servers that split an uploaded
+		// whole calendar into objects name them that way (see bulkBody).
 		e.UID = fmt.Sprintf("calgate-bench-%d-%05d", seed, i)
+		e.Name = e.UID + ".ics"
+		e.Index = i
 		switch r := rng.IntN(100); {
 		case r < 80:
 			e.Kind = oneOff
@@ -146,6 +151,48 @@ func icsTime(name string, t time.Time) string {
 // count stays valid after an update.
 func (e *event) body(rev int) []byte {
 	var b strings.Builder
+	b.WriteString(calendarHead)
+	if e.Loc != time.UTC {
+		b.WriteString(berlinTZ)
+	}
+	e.writeComponents(&b, rev)
+	b.WriteString("END:VCALENDAR\r\n")
+	return []byte(b.String())
+}
+
+// calendarHead opens every VCALENDAR the tool sends.
+const calendarHead = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calgate//calgate-bench//EN\r\n"
+
+// bulkBody renders evs at revision 0 as one VCALENDAR, for servers that
+// take a whole calendar in one PUT of the collection and store one object
+// per UID.
+func bulkBody(evs []event) []byte {
+	var b strings.Builder
+	b.Grow(len(evs) * 1200)
+	b.WriteString(calendarHead)
+	for i := range evs {
+		if evs[i].Loc != time.UTC {
+			b.WriteString(berlinTZ)
+			break
+		}
+	}
+	for i := range evs {
+		evs[i].writeComponents(&b, 0)
+	}
+	b.WriteString("END:VCALENDAR\r\n")
+	return []byte(b.String())
+}
+
+// changeMarker is text of the DESCRIPTION of revision rev of the event;
+// it is unique to that revision, so an answer that holds it (unfolded)
+// holds that revision.
+func (e *event) changeMarker(rev int) string {
+	return fmt.Sprintf("Load test event %s revision %d. ", e.Name, rev)
+}
+
+// writeComponents writes the VEVENT components of revision rev of the
+// event: the master and, for the override kind, the moved instance.
+func (e *event) writeComponents(b *strings.Builder, rev int) {
 	line := func(s string) {
 		// Fold at 75 octets (RFC 5545 section 3.1); all text is ASCII.
 		for len(s) > 75 {
@@ -155,10 +202,6 @@ func (e *event) body(rev int) []byte {
 		}
 		b.WriteString(s)
 		b.WriteString("\r\n")
-	}
-	b.WriteString("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calgate//calgate-bench//EN\r\n")
-	if e.Loc != time.UTC {
-		b.WriteString(berlinTZ)
 	}
 	vevent := func(start time.Time, recurrenceID *time.Time, summary string) {
 		line("BEGIN:VEVENT")
@@ -171,9 +214,8 @@ func (e *event) body(rev int) []byte {
 		line(icsTime("DTSTART", start))
 		line(icsTime("DTEND", start.Add(e.Dur)))
 		line("SUMMARY:" + summary)
-		line("LOCATION:Room " + e.Name[2:7])
-		desc := fmt.Sprintf("DESCRIPTION:Load test event %s revision %d. ", e.Name, rev)
-		line(desc + strings.Repeat("Lorem ipsum dolor sit amet\\, consectetur adipiscing elit. ", 10))
+		line(fmt.Sprintf("LOCATION:Room %05d", e.Index))
+		line("DESCRIPTION:" + e.changeMarker(rev) + strings.Repeat("Lorem ipsum dolor sit amet\\, consectetur adipiscing elit. ", 10))
 		if recurrenceID == nil && e.Kind != oneOff {
 			line(fmt.Sprintf("RRULE:FREQ=WEEKLY;COUNT=%d", e.Count))
 			if e.Kind == override {
@@ -191,35 +233,78 @@ func (e *event) body(rev int) []byte {
 		rid := time.Date(y, m, d+7*overrideIndex, h, mi, 0, 0, e.Loc)
 		vevent(rid.Add(overrideShift), &rid, "Moved bench event "+e.Name)
 	}
-	b.WriteString("END:VCALENDAR\r\n")
-	return []byte(b.String())
 }
 
 // icsStats counts the VEVENT components of an iCalendar stream and the
 // distinct UIDs among them. It unfolds lines and tracks nesting; it is not
-// a validating parser.
+// a validating parser. It reads large answers (a whole collection) in one
+// pass without copying them.
 func icsStats(data []byte) (vevents int, uids map[string]bool) {
 	uids = make(map[string]bool)
-	text := strings.ReplaceAll(string(data), "\r\n", "\n")
-	text = strings.ReplaceAll(text, "\n ", "")
-	text = strings.ReplaceAll(text, "\n\t", "")
 	var stack []string
-	for l := range strings.SplitSeq(text, "\n") {
+	eachLine(data, func(l []byte) {
 		switch {
-		case strings.HasPrefix(l, "BEGIN:"):
-			stack = append(stack, strings.ToUpper(l[6:]))
+		case hasPrefixFold(l, "BEGIN:"):
+			stack = append(stack, strings.ToUpper(strings.TrimSpace(string(l[6:]))))
 			if stack[len(stack)-1] == "VEVENT" {
 				vevents++
 			}
-		case strings.HasPrefix(l, "END:"):
+		case hasPrefixFold(l, "END:"):
 			if len(stack) > 0 {
 				stack = stack[:len(stack)-1]
 			}
-		case len(stack) > 0 && stack[len(stack)-1] == "VEVENT" && strings.HasPrefix(strings.ToUpper(l), "UID"):
-			if i := strings.IndexByte(l, ':'); i >= 0 {
-				uids[l[i+1:]] = true
+		case len(stack) > 0 && stack[len(stack)-1] == "VEVENT" && hasPrefixFold(l, "UID") && len(l) > 3 && (l[3] == ':' || l[3] == ';'):
+			if i := bytes.IndexByte(l, ':'); i >= 0 {
+				uids[strings.TrimSpace(string(l[i+1:]))] = true
 			}
 		}
-	}
+	})
 	return vevents, uids
+}
+
+// eachLine calls fn with every unfolded content line of data (RFC 5545
+// section 3.1), without its line end. A folded line is joined into a new
+// slice; others are slices of data.
+func eachLine(data []byte, fn func(line []byte)) {
+	var joined []byte
+	for len(data) > 0 {
+		end := bytes.IndexByte(data, '\n')
+		if end < 0 {
+			end = len(data) - 1
+		}
+		line := bytes.TrimSuffix(data[:end+1], []byte("\n"))
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		data = data[end+1:]
+		if len(data) > 0 && (data[0] == ' ' || data[0] == '\t') {
+			joined = append(joined[:0], line...)
+			for len(data) > 0 && (data[0] == ' ' || data[0] == '\t') {
+				end := bytes.IndexByte(data, '\n')
+				if end < 0 {
+					end = len(data) - 1
+				}
+				cont := bytes.TrimSuffix(data[1:end+1], []byte("\n"))
+				joined = append(joined, bytes.TrimSuffix(cont, []byte("\r"))...)
+				data = data[end+1:]
+			}
+			line = joined
+		}
+		fn(line)
+	}
+}
+
+// hasPrefixFold reports whether b starts with prefix, ignoring ASCII case.
+func hasPrefixFold(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && bytes.EqualFold(b[:len(prefix)], []byte(prefix))
+}
+
+// containsUnfolded reports whether any unfolded content line of data
+// contains s.
+func containsUnfolded(data []byte, s string) bool {
+	found := false
+	eachLine(data, func(l []byte) {
+		if !found && bytes.Contains(l, []byte(s)) {
+			found = true
+		}
+	})
+	return found
 }
