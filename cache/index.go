@@ -1,6 +1,8 @@
 package cache
 
 import (
+	"encoding/binary"
+	"fmt"
 	"slices"
 	"sort"
 	"sync"
@@ -66,8 +68,11 @@ func (s *Store) Candidates(user, cal, comp string, start, end time.Time) ([]stri
 	return out, nil
 }
 
-// spanIndex returns the current index of a calendar, rebuilding it if the
-// calendar changed since it was built.
+// spanIndex returns the current index of a calendar. An index some
+// revisions behind is brought up to date from the change log, re-reading
+// only the objects that changed; a calendar that changed a lot (or whose
+// log no longer reaches back, or whose epoch changed) is indexed again
+// from all its object headers.
 func (s *Store) spanIndex(user, cal string) (*spanIndex, error) {
 	c, err := s.GetCalendar(user, cal)
 	if err != nil {
@@ -80,8 +85,33 @@ func (s *Store) spanIndex(user, cal string) (*spanIndex, error) {
 	if idx != nil && idx.epoch == c.Epoch && idx.revision == c.Revision {
 		return idx, nil
 	}
-	idx = &spanIndex{}
-	err = s.db.View(func(tx *bbolt.Tx) error {
+	var next *spanIndex
+	if idx != nil && idx.epoch == c.Epoch && idx.revision < c.Revision && c.Revision-idx.revision <= uint64(max(64, len(idx.entries)/8)) {
+		next, err = s.catchUp(user, cal, idx)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if next == nil {
+		if next, err = s.buildSpanIndex(user, cal); err != nil {
+			return nil, err
+		}
+	}
+	s.spans.mu.Lock()
+	if s.spans.m == nil {
+		s.spans.m = make(map[[2]string]*spanIndex)
+	}
+	if cur := s.spans.m[key]; cur == nil || cur.epoch != next.epoch || cur.revision <= next.revision {
+		s.spans.m[key] = next
+	}
+	s.spans.mu.Unlock()
+	return next, nil
+}
+
+// buildSpanIndex indexes every object header of a calendar.
+func (s *Store) buildSpanIndex(user, cal string) (*spanIndex, error) {
+	idx := &spanIndex{}
+	err := s.db.View(func(tx *bbolt.Tx) error {
 		c, err := getCalendar(tx, user, cal)
 		if err != nil {
 			return err
@@ -96,27 +126,96 @@ func (s *Store) spanIndex(user, cal string) (*spanIndex, error) {
 			if err != nil {
 				return err
 			}
-			idx.entries = append(idx.entries, spanEntry{start: o.Start, end: o.End, component: o.Component, name: o.Name})
+			idx.entries = append(idx.entries, spanEntryOf(&o))
 			return nil
 		})
 	})
 	if err != nil {
 		return nil, err
 	}
-	sort.SliceStable(idx.entries, func(i, j int) bool {
-		a, b := idx.entries[i].start, idx.entries[j].start
-		if a.IsZero() != b.IsZero() {
-			return a.IsZero()
-		}
-		return a.Before(b)
-	})
-	s.spans.mu.Lock()
-	if s.spans.m == nil {
-		s.spans.m = make(map[[2]string]*spanIndex)
-	}
-	if cur := s.spans.m[key]; cur == nil || cur.epoch != idx.epoch || cur.revision <= idx.revision {
-		s.spans.m[key] = idx
-	}
-	s.spans.mu.Unlock()
+	slices.SortStableFunc(idx.entries, cmpSpanStart)
 	return idx, nil
+}
+
+// catchUp returns a new index: old with the changes after its revision
+// applied, read in one transaction. It returns nil (and no error) when
+// the change log no longer holds them all or the epoch changed; the
+// caller then rebuilds. old itself is never modified: queries may be
+// reading it.
+func (s *Store) catchUp(user, cal string, old *spanIndex) (*spanIndex, error) {
+	var next *spanIndex
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		c, err := getCalendar(tx, user, cal)
+		if err != nil {
+			return err
+		}
+		if c.Epoch != old.epoch || c.Revision < old.revision {
+			return nil
+		}
+		log := calBucket(tx, bucketChanges, user, cal)
+		if log == nil {
+			return nil
+		}
+		cur := log.Cursor()
+		if k, _ := cur.First(); len(k) != 8 || binary.BigEndian.Uint64(k) > old.revision+1 {
+			return nil // trimmed past the index's revision
+		}
+		changed := make(map[string]bool)
+		for k, v := cur.Seek(revKey(old.revision + 1)); k != nil; k, v = cur.Next() {
+			if len(k) != 8 || len(v) < 1 {
+				return fmt.Errorf("cache: change log of %s/%s: %w: key %x", user, cal, errCorrupt, k)
+			}
+			changed[string(v[1:])] = true
+		}
+		var added []spanEntry
+		if objs := calBucket(tx, bucketObjects, user, cal); objs != nil {
+			for name := range changed {
+				v := objs.Get([]byte(name))
+				if v == nil {
+					continue // deleted
+				}
+				o, _, err := decodeHeader(name, v)
+				if err != nil {
+					return err
+				}
+				added = append(added, spanEntryOf(&o))
+			}
+		}
+		slices.SortStableFunc(added, cmpSpanStart)
+		next = &spanIndex{epoch: c.Epoch, revision: c.Revision, entries: make([]spanEntry, 0, len(old.entries)+len(added))}
+		// Merge the kept entries and the added ones, both sorted by start.
+		i := 0
+		for _, e := range old.entries {
+			if changed[e.name] {
+				continue
+			}
+			for i < len(added) && cmpSpanStart(added[i], e) < 0 {
+				next.entries = append(next.entries, added[i])
+				i++
+			}
+			next.entries = append(next.entries, e)
+		}
+		next.entries = append(next.entries, added[i:]...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return next, nil
+}
+
+func spanEntryOf(o *Object) spanEntry {
+	return spanEntry{start: o.Start, end: o.End, component: o.Component, name: o.Name}
+}
+
+// cmpSpanStart orders entries by start, the unbounded (zero) start first.
+func cmpSpanStart(a, b spanEntry) int {
+	switch {
+	case a.start.IsZero() != b.start.IsZero():
+		if a.start.IsZero() {
+			return -1
+		}
+		return 1
+	}
+	return a.start.Compare(b.start)
 }

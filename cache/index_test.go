@@ -1,6 +1,9 @@
 package cache
 
 import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -54,4 +57,88 @@ func TestCandidates(t *testing.T) {
 	if _, err := s.Candidates("alice", "nope", "", day(1), day(2)); err == nil {
 		t.Fatal("no error for a missing calendar")
 	}
+}
+
+// TestCandidatesFollowChanges runs random puts (moving spans), deletes
+// and re-creations, with queries in between, and checks every answer
+// against a scan of all object headers. The index is caught up from the
+// change log between queries; a small MaxChanges also makes it fall back
+// to a rebuild when the log no longer reaches its revision.
+func TestCandidatesFollowChanges(t *testing.T) {
+	for _, maxChanges := range []int{0, 5} {
+		s := openTest(t, Options{MaxChanges: maxChanges})
+		mustCalendar(t, s, "alice", "c")
+		rng := rand.New(rand.NewPCG(7, uint64(maxChanges)))
+		day := func(d int) time.Time { return time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, d) }
+		caughtUp := 0
+		for step := range 600 {
+			name := fmt.Sprintf("o%02d.ics", rng.IntN(60))
+			switch k := rng.IntN(10); {
+			case k < 7:
+				o := Object{Name: name, UID: name, Component: "VEVENT", Data: fmt.Appendf(nil, "v%d", step)}
+				switch rng.IntN(5) {
+				case 0: // unbounded start
+					o.End = day(rng.IntN(100))
+				case 1: // open end
+					o.Start = day(rng.IntN(100))
+				default:
+					o.Start = day(rng.IntN(100))
+					o.End = o.Start.AddDate(0, 0, rng.IntN(10))
+				}
+				if rng.IntN(4) == 0 {
+					o.Component = "VTODO"
+				}
+				if _, _, err := s.PutObject("alice", "c", o, PutConditions{}); err != nil {
+					t.Fatal(err)
+				}
+			default:
+				if err := s.DeleteObject("alice", "c", name, ""); err != nil && !errors.Is(err, ErrNotFound) {
+					t.Fatal(err)
+				}
+			}
+			if rng.IntN(3) > 0 {
+				continue
+			}
+			before := s.spanIndexAt("alice", "c")
+			start, end := day(rng.IntN(110)-5), day(rng.IntN(110)-5)
+			if end.Before(start) {
+				start, end = end, start
+			}
+			if rng.IntN(6) == 0 {
+				start = time.Time{}
+			}
+			comp := []string{"", "VEVENT", "VTODO"}[rng.IntN(3)]
+			got, err := s.Candidates("alice", "c", comp, start, end)
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs, err := s.ListObjects("alice", "c")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []string
+			for _, o := range objs {
+				if (comp == "" || o.Component == comp) &&
+					(o.End.IsZero() || start.IsZero() || !start.After(o.End)) && (o.Start.IsZero() || !o.Start.After(end)) {
+					want = append(want, o.Name)
+				}
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("step %d: Candidates(%q, %v, %v) = %v, want %v", step, comp, start, end, got, want)
+			}
+			if after := s.spanIndexAt("alice", "c"); before != nil && after != nil && after != before && after.revision > before.revision && maxChanges == 0 {
+				caughtUp++
+			}
+		}
+		if maxChanges == 0 && caughtUp == 0 {
+			t.Error("no query ran on a caught-up index")
+		}
+	}
+}
+
+// spanIndexAt returns the cached index of a calendar, nil if none.
+func (s *Store) spanIndexAt(user, cal string) *spanIndex {
+	s.spans.mu.Lock()
+	defer s.spans.mu.Unlock()
+	return s.spans.m[[2]string{user, cal}]
 }
