@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strconv"
 	"strings"
@@ -124,6 +125,8 @@ func (a *adminServer) stop() {
 //	GET /backup            the store file, from one read transaction
 //	GET /status            the sources' health, as status -json prints it
 //	GET /export?target=T   what export T prints
+//	GET /debug/pprof/...   the Go runtime's profiles (net/http/pprof), e.g.
+//	                       curl --unix-socket DATA.sock http://calgate/debug/pprof/profile?seconds=20 >cpu.prof
 func adminHandler(cfg *Config, store *cache.Store, zones *ical.Zones, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /backup", func(w http.ResponseWriter, r *http.Request) {
@@ -169,6 +172,13 @@ func adminHandler(cfg *Config, store *cache.Store, zones *ical.Zones, log *slog.
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.Write(body)
 	})
+	// Profiles for "go tool pprof", behind the socket's 0600 like the rest:
+	// never on the public listener.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return mux
 }
 

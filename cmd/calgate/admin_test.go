@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -308,6 +309,32 @@ func TestAdminSocket(t *testing.T) {
 		code, out, errOut := runBinary(t, "export", "-config", cfg, tc.target)
 		if code != tc.code || out != "" || !strings.Contains(errOut, tc.want) {
 			t.Errorf("export %s while serving: exit %d, stdout %q, stderr %q; want %d and %q", tc.target, code, out, errOut, tc.code, tc.want)
+		}
+	}
+
+	// Profiles are served on the socket, and not on the public listener
+	// (net/http/pprof also registers on http.DefaultServeMux, which
+	// calgate never serves).
+	unixClient := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}}
+	resp, err := unixClient.Get("http://calgate/debug/pprof/heap?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	heap, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(heap, []byte("heap profile")) {
+		t.Errorf("heap profile on the admin socket: %s\n%.300s", resp.Status, heap)
+	}
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap", "/dav/debug/pprof/heap"} {
+		resp, body, err := srv.do(context.Background(), "GET", path, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode == http.StatusOK || bytes.Contains(body, []byte("heap profile")) || bytes.Contains(body, []byte("Types of profiles")) {
+			t.Errorf("GET %s on the public listener: %s\n%.300s", path, resp.Status, body)
 		}
 	}
 
