@@ -111,3 +111,50 @@ func BenchmarkRender10k(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkRenderer10k is a Renderer over the same 10,000 events: after
+// one object of a member was replaced (the store write is not timed),
+// and with nothing changed.
+func BenchmarkRenderer10k(b *testing.B) {
+	s := openStore(b)
+	members := []Member{{User: "u", Cal: "work", Prefix: "[Work] "}, {User: "u", Cal: "home"}}
+	fillBench(b, s, members, 5000)
+	zones := new(ical.Zones)
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		spec Spec
+	}{
+		{"full-prefix", Spec{Name: "prefix", Members: members}},
+		{"busy", Spec{Name: "busy", Members: members, Busy: true}},
+		{"window", Spec{Name: "window", Members: members, Past: 30 * 24 * time.Hour, Future: 90 * 24 * time.Hour}},
+	} {
+		r := new(Renderer)
+		if _, err := r.Render(s, zones, tc.spec, at); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(tc.name+"/rebuild", func(b *testing.B) {
+			var out []byte
+			i := 0
+			for b.Loop() {
+				b.StopTimer()
+				i++
+				data := setVersion(benchEvent(1, i%5000), fmt.Sprint(3+i), "", fmt.Sprint(i))
+				putObject(b, s, "u", "home", fmt.Sprintf("%06d.ics", i%5000), data)
+				b.StartTimer()
+				var err error
+				if out, err = r.Render(s, zones, tc.spec, at); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.SetBytes(int64(len(out)))
+		})
+		b.Run(tc.name+"/unchanged", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := r.Render(s, zones, tc.spec, at); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

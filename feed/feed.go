@@ -311,13 +311,33 @@ func pick(cands []candidate) int {
 
 // keepInWindow reports whether object o has an instance in the window.
 func keepInWindow(zones *ical.Zones, w window, o cache.Object) bool {
-	switch {
-	case w.unbounded() || w.inside(o.Start, o.End):
-		return true
-	case w.disjoint(o.Start, o.End):
-		return false
+	if keep, decided := w.decides(o.Start, o.End); decided {
+		return keep
 	}
-	cal, err := ical.Parse(o.Data)
+	return expandKeeps(zones, w, o.Data)
+}
+
+// decides reports whether a stored span alone decides that an object is
+// kept (unbounded window, span inside it) or left out (span outside it),
+// and which.
+func (w window) decides(start, end time.Time) (keep, decided bool) {
+	switch {
+	case w.unbounded() || w.inside(start, end):
+		return true, true
+	case w.disjoint(start, end):
+		return false, true
+	}
+	return false, false
+}
+
+// same reports whether w and o are the same window.
+func (w window) same(o window) bool { return w.start.Equal(o.start) && w.end.Equal(o.end) }
+
+// expandKeeps reports whether the stored object data has an instance in
+// the window, by expansion (with ical's caps; a truncated expansion keeps
+// the object).
+func expandKeeps(zones *ical.Zones, w window, data []byte) bool {
+	cal, err := ical.Parse(data)
 	if err != nil {
 		return true // stored objects parse; keep rather than lose one
 	}
