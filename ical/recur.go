@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	goical "github.com/emersion/go-ical"
@@ -554,7 +555,59 @@ type rule struct {
 // without "=", INTERVAL=0, an UNTIL of the wrong value type) and returns an
 // error for a rule that must be ignored.
 func (tz *TZ) parseRule(p *goical.Prop, ds Time, loc *time.Location) (*rrule.RRule, error) {
-	r, err := parseRuleText(p.Value, ds, loc)
+	key := ruleKey{text: p.Value, start: ds.UnixNano(), date: ds.Date, floating: ds.Floating, loc: loc}
+	if rr := rules.get(key); rr != nil {
+		return rr, nil
+	}
+	rr, err := buildRule(p.Value, ds, loc)
+	if err == nil {
+		rules.put(key, rr)
+	}
+	return rr, err
+}
+
+// ruleKey is everything a parsed rule depends on. The location is
+// compared by identity: two zones of one name (an object's own VTIMEZONE
+// and the IANA zone) may differ.
+type ruleKey struct {
+	text           string
+	start          int64
+	date, floating bool
+	loc            *time.Location
+}
+
+// ruleCache keeps parsed rules: building one (rrule.NewRRule and the
+// checks) costs more than iterating a typical series, and the same
+// objects are expanded by query after query. A parsed rule is only read
+// while iterating, so one can serve concurrent expansions. When full, the
+// cache starts over: a simple bound that needs no bookkeeping per use.
+type ruleCache struct {
+	mu sync.Mutex
+	m  map[ruleKey]*rrule.RRule
+}
+
+const ruleCacheSize = 8192
+
+var rules ruleCache
+
+func (c *ruleCache) get(k ruleKey) *rrule.RRule {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[k]
+}
+
+func (c *ruleCache) put(k ruleKey, r *rrule.RRule) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= ruleCacheSize {
+		c.m = make(map[ruleKey]*rrule.RRule, ruleCacheSize)
+	}
+	c.m[k] = r
+}
+
+// buildRule parses an RRULE value for a series starting at ds in loc.
+func buildRule(text string, ds Time, loc *time.Location) (*rrule.RRule, error) {
+	r, err := parseRuleText(text, ds, loc)
 	if err != nil {
 		return nil, err
 	}
