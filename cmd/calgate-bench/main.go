@@ -29,6 +29,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"sort"
@@ -43,6 +44,7 @@ const usage = `Usage:
   calgate-bench limits [flags]       measure a trivial server of the same bytes, and bbolt commits
   calgate-bench startup [flags] -- COMMAND [ARGS...]   time a server from exec to its /readyz 200
   calgate-bench report [flags]       compare the JSON of calgate, Radicale and the limits
+  calgate-bench free-port            print a free TCP port of 127.0.0.1 (for scripts)
 
 Run "calgate-bench SUBCOMMAND -h" for the flags of each.
 `
@@ -66,6 +68,8 @@ func mainCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return startupCmd(ctx, args[1:], stdout, stderr)
 		case "report":
 			return reportCmd(args[1:], stdout, stderr)
+		case "free-port":
+			return freePortCmd(stdout, stderr)
 		case serveBytesCmdName:
 			return serveBytesCmd(ctx, args[1:], stdout, stderr)
 		case "help", "-h", "-help", "--help":
@@ -78,6 +82,18 @@ func mainCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return runCmd(ctx, args, stdout, stderr)
+}
+
+// freePortCmd prints a TCP port of 127.0.0.1 that was free a moment ago.
+func freePortCmd(stdout, stderr io.Writer) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(stderr, "calgate-bench free-port:", err)
+		return 1
+	}
+	defer l.Close()
+	fmt.Fprintln(stdout, l.Addr().(*net.TCPAddr).Port)
+	return 0
 }
 
 // Environment variables that may carry secrets instead of flags, which
