@@ -432,6 +432,9 @@ func (e *expander) iterate(r *rrule.RRule, dur time.Duration, lo, hi time.Time, 
 			ok = true
 		}
 	}()
+	if days, ok := stepRule(&r.OrigOptions); ok && stepping {
+		return e.iterateSteps(&r.OrigOptions, days, dur, lo, hi, limit, occ)
+	}
 	next := r.Iterator()
 	stored := 0
 	for {
@@ -463,6 +466,92 @@ func (e *expander) iterate(r *rrule.RRule, dur time.Duration, lo, hi time.Time, 
 			}
 		}
 	}
+}
+
+// stepping enables iterateSteps; tests turn it off to compare.
+var stepping = true
+
+// stepRule reports whether a rule's occurrences are exactly DTSTART's
+// wall-clock time on every days-th day from DTSTART: FREQ=DAILY or WEEKLY
+// with no BY part, except a WEEKLY BYDAY that names DTSTART's own weekday
+// alone (as many clients write a plain weekly event). Such a rule, the
+// most common kind, is stepped directly to the window instead of being
+// iterated from DTSTART.
+func stepRule(o *rrule.ROption) (days int, ok bool) {
+	if len(o.Bysetpos)+len(o.Bymonth)+len(o.Bymonthday)+len(o.Byyearday)+len(o.Byweekno)+
+		len(o.Byhour)+len(o.Byminute)+len(o.Bysecond)+len(o.Byeaster) > 0 || o.Interval < 1 {
+		return 0, false
+	}
+	switch o.Freq {
+	case rrule.DAILY:
+		if len(o.Byweekday) > 0 {
+			return 0, false
+		}
+		return o.Interval, true
+	case rrule.WEEKLY:
+		if len(o.Byweekday) > 1 {
+			return 0, false
+		}
+		if len(o.Byweekday) == 1 {
+			wd := o.Byweekday[0]
+			// rrule counts weekdays from Monday = 0.
+			if wd.N() != 0 || wd.Day() != (int(o.Dtstart.Weekday())+6)%7 {
+				return 0, false
+			}
+		}
+		return 7 * o.Interval, true
+	}
+	return 0, false
+}
+
+// iterateSteps is iterate for a stepRule rule: occurrence k is DTSTART's
+// wall clock k*days days later, as the rrule iterator makes it (the same
+// time.Date normalisation in DST gaps), and the first one looked at is a
+// little before lo, so a long-running series costs what its window holds.
+func (e *expander) iterateSteps(o *rrule.ROption, days int, dur time.Duration, lo, hi time.Time, limit int, occ map[int64]occurrence) bool {
+	start := o.Dtstart.Truncate(time.Second)
+	until := o.Until.Truncate(time.Second)
+	if o.Until.IsZero() {
+		until = start.Add(time.Duration(1<<63 - 1)) // the iterator's own bound
+	}
+	loc := start.Location()
+	y, m, d := start.Date()
+	hh, mm, ss := start.Clock()
+	k := 0
+	if !lo.IsZero() && lo.After(start) {
+		// Two periods of margin: a zone may move its clock by up to a day
+		// (a skipped date), so the guess can be off by one period.
+		period := time.Duration(days) * 24 * time.Hour
+		k = max(0, int(lo.Sub(start)/period)-2)
+	}
+	stored := 0
+	for ; o.Count == 0 || k < o.Count; k++ {
+		if e.steps >= e.opts.MaxSteps {
+			e.out.Truncated = true
+			return false
+		}
+		e.steps++
+		if e.steps%64 == 0 && time.Now().After(e.deadline) {
+			e.out.Truncated = true
+			return false
+		}
+		t := time.Date(y, m, d+k*days, hh, mm, ss, 0, loc)
+		if t.After(until) || !hi.IsZero() && !t.Before(hi) || t.Year() > 9999 {
+			return true
+		}
+		if !lo.IsZero() && t.Before(lo) {
+			continue
+		}
+		if _, have := occ[t.Unix()]; !have {
+			occ[t.Unix()] = occurrence{start: t, dur: dur}
+			stored++
+			if stored > limit {
+				e.out.Truncated = true
+				return true
+			}
+		}
+	}
+	return true
 }
 
 // dateValue is one value of an RDATE or EXDATE property.
