@@ -1,6 +1,7 @@
 package feed
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -64,10 +65,22 @@ type Renderer struct {
 
 // lastRender is the Renderer's previous output and what it was made of.
 type lastRender struct {
-	body   []byte // nil: none
+	out    Rendering // Body nil: none
 	gen    uint64
 	w      window
 	header string
+}
+
+// Rendering is the output of Renderer.Render.
+type Rendering struct {
+	// Body is what Render returns. It is shared: do not modify it.
+	Body []byte
+	// Sum identifies Body for a strong ETag without hashing all of it: a
+	// SHA-256 over the header, the VTIMEZONEs written and a SHA-256 of
+	// each object's output, in order. Different bodies have different
+	// sums; equal bodies have equal sums unless the same components came
+	// from differently split objects.
+	Sum [sha256.Size]byte
 }
 
 // calState is what a Renderer knows of one member calendar.
@@ -94,10 +107,11 @@ type entry struct {
 // prepared is what Render derives from an object's bytes.
 type prepared struct {
 	stamp stamp
-	kept  bool      // appendObject kept a component
-	out   []byte    // the transformed components (appendObject's output)
-	used  []string  // TZIDs out references
-	zones []zoneRef // the object's VTIMEZONEs with a TZID, in order
+	kept  bool              // appendObject kept a component
+	out   []byte            // the transformed components (appendObject's output)
+	sum   [sha256.Size]byte // of out
+	used  []string          // TZIDs out references
+	zones []zoneRef         // the object's VTIMEZONEs with a TZID, in order
 	// body is the rendering out is a slice of, nil if out is its own.
 	body *byte
 }
@@ -110,12 +124,11 @@ type zoneRef struct{ tzid, text string }
 // while it reads them.
 const maxAttempts = 3
 
-// Render returns what Render returns for store, zones, spec and now. The
-// result is shared: the caller must not modify it. zones nil uses a fresh
-// ical.Zones.
+// Render returns what Render returns for store, zones, spec and now, with
+// its Sum. zones nil uses a fresh ical.Zones.
 //
 // Errors wrap cache.ErrNotFound when a member calendar does not exist.
-func (r *Renderer) Render(store *cache.Store, zones *ical.Zones, spec Spec, now time.Time) ([]byte, error) {
+func (r *Renderer) Render(store *cache.Store, zones *ical.Zones, spec Spec, now time.Time) (Rendering, error) {
 	if zones == nil {
 		zones = new(ical.Zones)
 	}
@@ -125,20 +138,20 @@ func (r *Renderer) Render(store *cache.Store, zones *ical.Zones, spec Spec, now 
 	w := newWindow(spec, now)
 	for _, cs := range r.cals {
 		if err := r.sync(store, zones, cs, w); err != nil {
-			return nil, fmt.Errorf("feed %q: member %s/%s: %w", spec.Name, cs.user, cs.cal, err)
+			return Rendering{}, fmt.Errorf("feed %q: member %s/%s: %w", spec.Name, cs.user, cs.cal, err)
 		}
 	}
 	header := string(appendHeader(nil, spec))
-	if l := &r.last; l.body != nil && l.gen == r.gen && l.w.same(w) && l.header == header {
-		return l.body, nil
+	if l := &r.last; l.out.Body != nil && l.gen == r.gen && l.w.same(w) && l.header == header {
+		return l.out, nil
 	}
 	for attempt := 1; ; attempt++ {
-		body, stale, err := r.build(store, zones, w, header, attempt < maxAttempts)
+		out, stale, err := r.build(store, zones, w, header, attempt < maxAttempts)
 		if err != nil {
-			return nil, fmt.Errorf("feed %q: %w", spec.Name, err)
+			return Rendering{}, fmt.Errorf("feed %q: %w", spec.Name, err)
 		}
 		if !stale {
-			return body, nil
+			return out, nil
 		}
 	}
 }
@@ -321,7 +334,7 @@ func (r *Renderer) prepare(zones *ical.Zones, i int, e *entry, data []byte, w wi
 	used := make(map[string]bool)
 	out, kept := r.trans[i].appendObject(make([]byte, 0, len(data)), comps, used)
 	if kept {
-		p.kept, p.out = true, out
+		p.kept, p.out, p.sum = true, out, sha256.Sum256(out)
 		p.used = make([]string, 0, len(used))
 		for id := range used {
 			p.used = append(p.used, id)
@@ -367,7 +380,7 @@ type group struct {
 // build renders from the entries. If an object it has to read changed or
 // vanished since its header was read, it updates the entry and, if retry,
 // reports stale so that the caller builds again.
-func (r *Renderer) build(store *cache.Store, zones *ical.Zones, w window, header string, retry bool) (body []byte, stale bool, err error) {
+func (r *Renderer) build(store *cache.Store, zones *ical.Zones, w window, header string, retry bool) (out Rendering, stale bool, err error) {
 	// Group the candidates by UID as Render does: every object the window
 	// may keep, then those outside it that compete for a UID.
 	n := 0
@@ -409,7 +422,7 @@ func (r *Renderer) build(store *cache.Store, zones *ical.Zones, w window, header
 		}
 	}
 	if stale, err := r.fetch(store, zones, w, need); err != nil || stale && retry {
-		return nil, stale, err
+		return Rendering{}, stale, err
 	}
 
 	// The winner of each UID at its first place, if the window keeps it.
@@ -435,7 +448,7 @@ func (r *Renderer) build(store *cache.Store, zones *ical.Zones, w window, header
 		}
 	}
 	if stale, err := r.fetch(store, zones, w, need); err != nil || stale && retry {
-		return nil, stale, err
+		return Rendering{}, stale, err
 	}
 	kept := wins[:0]
 	for _, c := range wins {
@@ -447,8 +460,7 @@ func (r *Renderer) build(store *cache.Store, zones *ical.Zones, w window, header
 			kept = append(kept, c)
 		}
 	}
-	body = r.assemble(kept, w, header)
-	return body, false, nil
+	return r.assemble(kept, w, header), false, nil
 }
 
 // all yields the candidates of g in order.
@@ -530,7 +542,7 @@ func (r *Renderer) fetch(store *cache.Store, zones *ical.Zones, w window, need [
 
 // assemble writes the rendering of the kept winners, in order, and makes
 // their outputs slices of it.
-func (r *Renderer) assemble(kept []cand, w window, header string) []byte {
+func (r *Renderer) assemble(kept []cand, w window, header string) Rendering {
 	var (
 		size      int
 		used      = make(map[string]bool)
@@ -565,26 +577,34 @@ func (r *Renderer) assemble(kept []cand, w window, header string) []byte {
 	}
 	const end = "END:VCALENDAR\r\n"
 	out := make([]byte, 0, len(header)+size+len(end))
+	sum := sha256.New()
 	out = append(out, header...)
+	fmt.Fprintf(sum, "%d:%s", len(header), header)
 	for j := range tzs {
 		if emit[j] {
 			out = append(out, tzs[j]...)
+			fmt.Fprintf(sum, "%d:%s", len(tzs[j]), tzs[j])
 		}
 	}
-	offs := make([]int, len(kept))
-	for k, c := range kept {
-		offs[k] = len(out)
+	sums := make([]byte, 1, 1+len(kept)*sha256.Size)
+	start := len(out)
+	for _, c := range kept {
 		out = append(out, c.e.prep.out...)
+		sums = append(sums, c.e.prep.sum[:]...)
 	}
+	sum.Write(sums)
 	out = append(out, end...)
+	res := Rendering{Body: out}
+	sum.Sum(res.Sum[:0])
 
 	// The outputs in the rendering become slices of it; those still in the
 	// previous rendering get their own copy, so that it can be freed.
-	id := &out[0]
-	for k, c := range kept {
+	id, off := &out[0], start
+	for _, c := range kept {
 		p := c.e.prep
 		n := len(p.out)
-		p.out, p.body = out[offs[k]:offs[k]+n:offs[k]+n], id
+		p.out, p.body = out[off:off+n:off+n], id
+		off += n
 	}
 	r.size = int64(len(out))
 	live := make(map[string]bool)
@@ -602,7 +622,7 @@ func (r *Renderer) assemble(kept []cand, w window, header string) []byte {
 			if p.body == nil {
 				r.size += int64(cap(p.out))
 			}
-			r.size += int64(len(p.used)*32 + len(p.zones)*32)
+			r.size += int64(len(p.used)*32 + len(p.zones)*32 + len(p.sum))
 			if sweep {
 				for _, z := range p.zones {
 					live[z.text] = true
@@ -621,8 +641,8 @@ func (r *Renderer) assemble(kept []cand, w window, header string) []byte {
 	for s := range r.intern {
 		r.size += int64(len(s))
 	}
-	r.last = lastRender{body: out, gen: r.gen, w: w, header: header}
-	return out
+	r.last = lastRender{out: res, gen: r.gen, w: w, header: header}
+	return res
 }
 
 // entryOverhead is about what an entry and its prepared struct take
