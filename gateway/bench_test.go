@@ -452,3 +452,142 @@ func BenchmarkCalendar10k(b *testing.B) {
 		}
 	})
 }
+
+// mixedVersion is mixed event i with a SUMMARY that names version v.
+func mixedVersion(i, v int) string {
+	return strings.Replace(mixedEvent(i), fmt.Sprintf("SUMMARY:Event %d\r\n", i), fmt.Sprintf("SUMMARY:Event %d\\, version %d\r\n", i, v), 1)
+}
+
+// mergedFeedBench is a handler with a merged feed "all" over two
+// calendars of alice of n/2 mixed events each ("work" with a prefix, 100
+// UIDs in both), a calendar "personal" of n mixed events and a merged
+// calendar "both" of home and work for collection GETs. It returns the
+// feed's path.
+func mergedFeedBench(b *testing.B, n int) (*benchEnv, string) {
+	b.Helper()
+	st, err := cache.Open(filepath.Join(b.TempDir(), "bench.db"), cache.Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	hash, _ := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
+	const tok = "0123456789abcdef0123456789abcdef"
+	spec := feed.Spec{Name: "all", Members: []feed.Member{{User: "alice", Cal: "home"}, {User: "alice", Cal: "work", Prefix: "[Work] "}}}
+	h, err := New(Options{Store: st, Users: []User{{Name: "alice", PasswordHash: string(hash)}}, Feeds: []Feed{{Spec: spec, Tokens: []string{tok}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, id := range []string{"home", "work", "personal"} {
+		if _, err := st.CreateCalendar(cache.Calendar{User: "alice", ID: id, Components: []string{"VEVENT"}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := st.CreateCalendar(cache.Calendar{User: "alice", ID: "both", Kind: kindMerged, Members: []string{"home", "work"}}); err != nil {
+		b.Fatal(err)
+	}
+	e := &benchEnv{h: h, store: st}
+	for i := range n / 2 {
+		e.serve(b, "PUT", fmt.Sprintf("/dav/calendars/alice/home/m%d.ics", i), mixedEvent(i), http.StatusCreated, ct, icsType)
+		e.serve(b, "PUT", fmt.Sprintf("/dav/calendars/alice/work/m%d.ics", n/2+i), mixedEvent(n/2+i), http.StatusCreated, ct, icsType)
+		if i%(n/200) == 0 {
+			e.serve(b, "PUT", fmt.Sprintf("/dav/calendars/alice/work/dup%d.ics", i), mixedVersion(i, 1), http.StatusCreated, ct, icsType)
+		}
+	}
+	e.fillMixed(b, n)
+	return e, "/feeds/all.ics?token=" + tok
+}
+
+// timed runs op once per iteration, untimed setup before each, and
+// reports the median duration of op as p50-ms.
+func timed(b *testing.B, setup func(i int), op func()) {
+	b.ReportAllocs()
+	var ds []time.Duration
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		setup(i)
+		i++
+		b.StartTimer()
+		start := time.Now()
+		op()
+		ds = append(ds, time.Since(start))
+	}
+	// Insertion sort: a few thousand durations at most.
+	for j := 1; j < len(ds); j++ {
+		for k := j; k > 0 && ds[k] < ds[k-1]; k-- {
+			ds[k], ds[k-1] = ds[k-1], ds[k]
+		}
+	}
+	b.ReportMetric(float64(ds[len(ds)/2])/1e6, "p50-ms")
+}
+
+// BenchmarkFeedRebuild10k is the first GET of a merged feed of 10,000
+// events after one object of a member was replaced (the PUT is not
+// timed): the rebuild, plain and with gzip (which then compresses the
+// new rendering). The steady GETs and the 304 of the same feed follow.
+func BenchmarkFeedRebuild10k(b *testing.B) {
+	e, path := mergedFeedBench(b, mixedN)
+	replace := func(i int) {
+		e.serve(b, "PUT", fmt.Sprintf("/dav/calendars/alice/work/m%d.ics", mixedN/2+i%(mixedN/2)), mixedVersion(mixedN/2+i%(mixedN/2), i+2), http.StatusNoContent, ct, icsType)
+	}
+	get := func(want string, hdr ...string) func() {
+		return func() {
+			rec := e.serve(b, "GET", path, "", http.StatusOK, hdr...)
+			if rec.Header().Get("Content-Encoding") != want {
+				b.Fatalf("Content-Encoding %q", rec.Header().Get("Content-Encoding"))
+			}
+		}
+	}
+	e.serve(b, "GET", path, "", http.StatusOK) // the first rendering
+	var size int
+	b.Run("rebuild", func(b *testing.B) {
+		timed(b, replace, func() {
+			rec := e.serve(b, "GET", path, "", http.StatusOK)
+			size = rec.Body.Len()
+		})
+	})
+	b.Logf("feed: %d bytes", size)
+	b.Run("rebuild_gzip", func(b *testing.B) { timed(b, replace, get("gzip", "Accept-Encoding", "gzip")) })
+	b.Run("full", func(b *testing.B) { b.SetBytes(int64(size)); timed(b, func(int) {}, get("")) })
+	b.Run("gzip", func(b *testing.B) { timed(b, func(int) {}, get("gzip", "Accept-Encoding", "gzip")) })
+	etag := e.serve(b, "GET", path, "", http.StatusOK).Header().Get("ETag")
+	b.Run("304", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			e.serve(b, "GET", path, "", http.StatusNotModified, "If-None-Match", etag)
+		}
+	})
+}
+
+// BenchmarkCollectionGet10k is GET of a calendar collection of 10,000
+// mixed events: unchanged (plain, gzip, 304) and the first GET after one
+// object was replaced (the PUT is not timed).
+func BenchmarkCollectionGet10k(b *testing.B) {
+	e, _ := mergedFeedBench(b, mixedN)
+	const cal = "/dav/calendars/alice/personal/"
+	get := func(hdr ...string) func() {
+		return func() { e.serve(b, "GET", cal, "", http.StatusOK, hdr...) }
+	}
+	replace := func(i int) {
+		e.serve(b, "PUT", fmt.Sprintf("%sm%d.ics", cal, i%mixedN), mixedVersion(i%mixedN, i+2), http.StatusNoContent, ct, icsType)
+	}
+	e.serve(b, "GET", cal, "", http.StatusOK) // the first renderings
+	e.serve(b, "GET", "/dav/calendars/alice/both/", "", http.StatusOK)
+	b.Run("unchanged", func(b *testing.B) { timed(b, func(int) {}, get()) })
+	b.Run("unchanged_gzip", func(b *testing.B) { timed(b, func(int) {}, get("Accept-Encoding", "gzip")) })
+	b.Run("rebuild", func(b *testing.B) { timed(b, replace, get()) })
+	b.Run("rebuild_gzip", func(b *testing.B) { timed(b, replace, get("Accept-Encoding", "gzip")) })
+	b.Run("merged_rebuild", func(b *testing.B) {
+		timed(b, func(i int) {
+			e.serve(b, "PUT", fmt.Sprintf("/dav/calendars/alice/home/m%d.ics", i%(mixedN/2)), mixedVersion(i%(mixedN/2), i+2), http.StatusNoContent, ct, icsType)
+		}, func() { e.serve(b, "GET", "/dav/calendars/alice/both/", "", http.StatusOK) })
+	})
+	rec := e.serve(b, "GET", cal, "", http.StatusOK)
+	etag := rec.Header().Get("ETag")
+	b.Run("304", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			e.serve(b, "GET", cal, "", http.StatusNotModified, "If-None-Match", etag)
+		}
+	})
+}

@@ -14,7 +14,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/calgate/calgate/cache"
 	"github.com/calgate/calgate/feed"
 )
 
@@ -239,4 +241,124 @@ func TestFeedWithCurl(t *testing.T) {
 	if head := run("-I", url); !strings.HasPrefix(head, "HTTP/1.1 200") || !strings.Contains(strings.ToLower(head), "etag:") {
 		t.Fatalf("curl HEAD:\n%s", head)
 	}
+}
+
+// TestFeedIncremental checks a windowed busy feed over two members
+// through a series of changes: every rebuild has feed.Render's bytes for
+// the window of the day's first rendering, the window moves with the
+// day, the gzip encoding is made only when asked for and is of the
+// current rendering, and a 304 renders nothing.
+func TestFeedIncremental(t *testing.T) {
+	var (
+		mu  sync.Mutex
+		now = time.Date(2024, 1, 10, 8, 0, 0, 0, time.UTC)
+	)
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	setNow := func(t time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		now = t
+	}
+	var renders []bool
+	tok := "0123456789abcdef0123456789abcdef"
+	spec := feed.Spec{Name: "busy", Busy: true, Past: 24 * time.Hour, Future: 48 * time.Hour,
+		Members: []feed.Member{{User: "alice", Cal: "personal"}, {User: "alice", Cal: "work", Prefix: "[W] "}}}
+	e := newEnv(t, func(o *Options) {
+		o.Now = clock
+		o.Feeds = []Feed{{Spec: spec, Tokens: []string{tok}}}
+		o.OnFeed = func(_ string, _ int, rendered bool) {
+			mu.Lock()
+			defer mu.Unlock()
+			renders = append(renders, rendered)
+		}
+	})
+	if _, err := e.store.CreateCalendar(cache.Calendar{User: "alice", ID: "work", Components: []string{"VEVENT"}}); err != nil {
+		t.Fatal(err)
+	}
+	lastRendered := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return renders[len(renders)-1]
+	}
+	fs := e.h.feeds["busy"]
+	gzipMade := func() bool {
+		fs.mu.Lock()
+		rd := fs.cur
+		fs.mu.Unlock()
+		return rd.gz.made()
+	}
+	path := "/feeds/busy.ics?token=" + tok
+	// day i, hour h as an iCalendar UTC time
+	at := func(day, hour int) string {
+		return time.Date(2024, 1, day, hour, 0, 0, 0, time.UTC).Format("20060102T150405Z")
+	}
+	check := func(anchor time.Time) (string, []byte) {
+		t.Helper()
+		resp := getFeed(t, e, path)
+		wantStatus(t, resp, http.StatusOK)
+		body := []byte(readAll(t, resp))
+		want, err := feed.Render(e.store, nil, spec, anchor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(body, want) {
+			t.Fatalf("feed differs from feed.Render at %s:\n%s\nwant:\n%s", anchor, body, want)
+		}
+		return resp.Header.Get("ETag"), body
+	}
+	put := func(cal, name, uid, summary, start, end string) {
+		t.Helper()
+		resp := e.do("alice", "PUT", "/dav/calendars/alice/"+cal+"/"+name, event(uid, summary, start, end), ct, icsType)
+		if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("PUT %s: %d", name, resp.StatusCode)
+		}
+	}
+	for i := range 6 {
+		put("personal", fmt.Sprintf("p%d.ics", i), fmt.Sprint("p", i), "Private", at(9+i, 10), at(9+i, 11))
+		put("work", fmt.Sprintf("w%d.ics", i), fmt.Sprint("w", i), "Work", at(8+i, 23), at(9+i, 1))
+	}
+	morning := now
+	etag, _ := check(morning)
+	if gzipMade() {
+		t.Fatal("a plain GET made the gzip encoding")
+	}
+	if wantStatus(t, getFeed(t, e, path, "If-None-Match", etag), http.StatusNotModified); lastRendered() {
+		t.Fatal("a 304 rendered the feed")
+	}
+
+	// Later the same day: a change is rendered with the morning's window.
+	setNow(morning.Add(10 * time.Hour))
+	put("work", "w2.ics", "w2", "Moved", at(12, 17), at(12, 18))
+	put("personal", "w1.ics", "w1", "Copy", at(11, 17), at(11, 18)) // the UID of a work event
+	etag2, body := check(morning)
+	if etag2 == etag || !lastRendered() {
+		t.Fatalf("a change was not rendered (ETag %s)", etag2)
+	}
+	gz := getFeed(t, e, path, "Accept-Encoding", "gzip")
+	wantStatus(t, gz, http.StatusOK)
+	zr, err := gzip.NewReader(gz.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain, _ := io.ReadAll(zr); !bytes.Equal(plain, body) {
+		t.Fatal("the gzip body is not the current rendering")
+	}
+	if lastRendered() || !gzipMade() {
+		t.Fatal("a gzip GET of an unchanged feed rendered it, or did not keep its encoding")
+	}
+	if e.do("alice", "DELETE", "/dav/calendars/alice/personal/p1.ics", "").StatusCode != http.StatusNoContent {
+		t.Fatal("DELETE failed")
+	}
+	check(morning)
+
+	// The next day, the window moves.
+	setNow(morning.Add(26 * time.Hour))
+	check(morning.Add(26 * time.Hour))
+	setNow(morning.Add(30 * time.Hour))
+	put("personal", "late.ics", "late", "Late", at(13, 9), at(13, 10))
+	check(morning.Add(26 * time.Hour))
 }

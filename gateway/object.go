@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/calgate/calgate/cache"
-	"github.com/calgate/calgate/feed"
 	"github.com/calgate/calgate/ical"
 )
 
@@ -28,33 +27,7 @@ func (h *Handler) get(w http.ResponseWriter, req *request) error {
 		http.ServeContent(w, req.Request, "", obj.Modified, bytes.NewReader(obj.Data))
 		return nil
 	case kindCalendar:
-		cal, err := h.store.GetCalendar(req.user, req.t.cal)
-		if err != nil {
-			return storeErr(err)
-		}
-		etag, modified := ctag(&cal), cal.Modified
-		spec := CalendarSpec(req.user, cal.ID)
-		if cal.Kind == kindMerged {
-			v, err := h.mergedView(cal)
-			if err != nil {
-				return storeErr(err)
-			}
-			etag, modified = v.ctag(), v.modified()
-			spec.Members = nil
-			for _, m := range cal.Members {
-				spec.Members = append(spec.Members, feed.Member{User: req.user, Cal: m})
-			}
-		}
-		spec.Title = CalendarTitle(&cal)
-		body, err := feed.Render(h.store, h.zones, spec, h.now())
-		if err != nil {
-			return storeErr(err)
-		}
-		w.Header().Set("ETag", `"`+etag+`"`)
-		w.Header().Set("Content-Type", "text/calendar; charset=utf-8")
-		w.Header().Set("Content-Disposition", fmt.Sprintf("inline; filename=%q", cal.ID+".ics"))
-		http.ServeContent(w, req.Request, "", modified, bytes.NewReader(body))
-		return nil
+		return h.getCollection(w, req)
 	case kindRoot:
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(w, "calgate CalDAV server. Signed in as %s.\nPoint a CalDAV client at this address; calendars are under %s.\n", req.user, homeHref(req.user))
