@@ -189,6 +189,11 @@ func (r *Renderer) configure(spec Spec) {
 // sync brings the entries of member cs up to the store's state.
 func (r *Renderer) sync(store *cache.Store, zones *ical.Zones, cs *calState, w window) error {
 	cal, err := store.GetCalendar(cs.user, cs.cal)
+	if errors.Is(err, cache.ErrNotFound) && cs.loaded {
+		// The calendar is gone: so are its objects.
+		r.gen++
+		*cs = calState{user: cs.user, cal: cs.cal}
+	}
 	if err != nil {
 		return err
 	}

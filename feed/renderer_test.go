@@ -490,6 +490,20 @@ func TestRendererReadsOnlyChanges(t *testing.T) {
 	if r.Size() > int64(len(out.Body))+1024 {
 		t.Fatalf("Size %d after every object was deleted", r.Size())
 	}
+	// A member calendar deleted: an error, and its objects are forgotten.
+	putObject(t, s, "u", "b", "late.ics", benchEvent(1, 99))
+	if _, err := r.Render(s, nil, spec, at); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteCalendar("u", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Render(s, nil, spec, at); !errors.Is(err, cache.ErrNotFound) {
+		t.Fatalf("a deleted member: %v", err)
+	}
+	if n := len(r.cals[1].byName); n != 0 {
+		t.Fatalf("%d objects of a deleted member kept", n)
+	}
 	if _, err := r.Render(s, nil, Spec{Name: "x", Members: []Member{{User: "u", Cal: "nope"}}}, at); !errors.Is(err, cache.ErrNotFound) {
 		t.Fatalf("a missing member: %v", err)
 	}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 	"runtime"
@@ -10,6 +11,7 @@ import (
 	"time"
 	"weak"
 
+	"github.com/calgate/calgate/cache"
 	"github.com/calgate/calgate/feed"
 )
 
@@ -95,6 +97,9 @@ func (h *Handler) collections() *collectionCache {
 // getCollection answers GET and HEAD of a calendar collection.
 func (h *Handler) getCollection(w http.ResponseWriter, req *request) error {
 	cal, err := h.store.GetCalendar(req.user, req.t.cal)
+	if errors.Is(err, cache.ErrNotFound) {
+		h.collections().forget(req.user, req.t.cal)
+	}
 	if err != nil {
 		return storeErr(err)
 	}
@@ -241,6 +246,7 @@ func (c *collectionCache) rendering(h *Handler, user, cal, version string, spec 
 	out, err := col.r.Render(h.store, h.zones, spec, h.now())
 	if err != nil {
 		col.mu.Unlock()
+		c.drop(col)
 		return nil, err
 	}
 	rd := &collectionRendering{key: key, body: out.Body}
@@ -283,6 +289,26 @@ func (c *collectionCache) grow(user, cal string, rd *collectionRendering, n int6
 	}
 	col.mu.Unlock()
 	c.account(col, size)
+}
+
+// drop removes col from the cache.
+func (c *collectionCache) drop(col *collection) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cals[col.key] == col {
+		delete(c.cals, col.key)
+		c.bytes -= col.size
+	}
+}
+
+// forget removes calendar user/cal from the cache.
+func (c *collectionCache) forget(user, cal string) {
+	c.mu.Lock()
+	col := c.cals[[2]string{user, cal}]
+	c.mu.Unlock()
+	if col != nil {
+		c.drop(col)
+	}
 }
 
 // account sets the size of col and evicts the least recently used

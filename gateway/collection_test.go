@@ -244,6 +244,9 @@ func TestCollectionCacheBound(t *testing.T) {
 	if resp, _ := getRaw(t, e, "GET", fmt.Sprintf("/dav/calendars/alice/c%d/", n-1)); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("deleted calendar: %d", resp.StatusCode)
 	}
+	if cachedCollection(e.h, "alice", fmt.Sprintf("c%d", n-1)) {
+		t.Fatal("a deleted calendar stays in the cache")
+	}
 }
 
 // TestCollectionGetConcurrent reads a calendar while it changes; run
