@@ -41,10 +41,12 @@ import (
 //
 // Memory: about the size of the last rendering (which Render returns and
 // the Renderer keeps; the transformed bytes of the objects in it are
-// slices of it) plus the transformed bytes of the objects read but not in
-// it (losers of a UID, objects outside the window), plus some 200 bytes
-// of metadata per object of the members; Size reports it. VTIMEZONEs are
-// kept once per distinct text.
+// slices of it) plus the transformed bytes of the candidates not in it
+// (losers of a UID, objects the window leaves out after expansion), plus
+// some 250 bytes of metadata per object of the members; Size reports it.
+// What was read of an object the stored span puts outside the window is
+// dropped unless it competes for a UID. VTIMEZONEs are kept once per
+// distinct text.
 //
 // A Renderer is safe for concurrent use; calls are serialised. A Render
 // with a Spec whose members, privacy or prefixes differ from the previous
@@ -465,7 +467,7 @@ func (r *Renderer) build(store *cache.Store, zones *ical.Zones, w window, header
 			kept = append(kept, c)
 		}
 	}
-	return r.assemble(kept, w, header), false, nil
+	return r.assemble(kept, w, header, idx), false, nil
 }
 
 // all yields the candidates of g in order.
@@ -546,8 +548,10 @@ func (r *Renderer) fetch(store *cache.Store, zones *ical.Zones, w window, need [
 }
 
 // assemble writes the rendering of the kept winners, in order, and makes
-// their outputs slices of it.
-func (r *Renderer) assemble(kept []cand, w window, header string) Rendering {
+// their outputs slices of it. idx holds the UIDs with candidates: what
+// was read of the other objects outside the window is dropped (the window
+// only moves forward, and they are read again if they come back).
+func (r *Renderer) assemble(kept []cand, w window, header string, idx map[string]int32) Rendering {
 	var (
 		size      int
 		used      = make(map[string]bool)
@@ -621,7 +625,11 @@ func (r *Renderer) assemble(kept []cand, w window, header string) Rendering {
 			if p == nil {
 				continue
 			}
-			if p.body != nil && p.body != id {
+			if _, ok := idx[e.uid]; !ok && w.disjoint(e.start, e.end) {
+				e.prep, e.expSet = nil, false
+				continue
+			}
+			if p.body != nil && p.body != id || p.body == nil && cap(p.out) > len(p.out)+len(p.out)/4 {
 				p.out, p.body = slices.Clone(p.out), nil
 			}
 			if p.body == nil {
