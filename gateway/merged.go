@@ -796,6 +796,7 @@ func (h *Handler) mergedQuery(w http.ResponseWriter, req *request, body *reportB
 		}
 	}
 	ms := newMultistatus()
+	ms.streamTo(w, req.Request)
 	for _, res := range found {
 		o := res.obj
 		ok, parsed, err := h.matchObject(q, o)

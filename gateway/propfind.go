@@ -69,6 +69,7 @@ func (h *Handler) propfind(w http.ResponseWriter, req *request) error {
 		if err != nil {
 			return err
 		}
+		ms.streamTo(w, req.Request)
 		ms.reserve(len(children) * (256 + len(self.href)))
 		for _, c := range children {
 			if wantData && c.obj != nil {

@@ -412,9 +412,43 @@ func sortedKeys(m map[string]string) []string {
 	return out
 }
 
-// multistatus builds a DAV:multistatus body in one byte buffer.
+// multistatus builds a DAV:multistatus body in one byte buffer. Once
+// streaming (streamTo), a body that grows past streamChunk is sent as it
+// is built, without Content-Length, so that listing a large calendar
+// does not hold its whole answer in memory.
 type multistatus struct {
 	b []byte
+	w http.ResponseWriter // set by streamTo
+	r *http.Request
+	// started is set once the status line and part of the body are sent.
+	started bool
+}
+
+// streamChunk is the size at which a streaming multistatus sends what it
+// has built.
+const streamChunk = 256 << 10
+
+// streamTo lets the body be sent in pieces to w as it grows. Whatever
+// fails after the first piece is sent can no longer change the status,
+// so callers stream only once every error response is behind them.
+func (m *multistatus) streamTo(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodHead {
+		m.w, m.r = w, r
+	}
+}
+
+// flush sends the body built so far if it is streaming and large enough.
+func (m *multistatus) flush() {
+	if m.w == nil || len(m.b) < streamChunk {
+		return
+	}
+	if !m.started {
+		m.w.Header().Set("Content-Type", "application/xml; charset=utf-8")
+		m.w.WriteHeader(http.StatusMultiStatus)
+		m.started = true
+	}
+	m.w.Write(m.b)
+	m.b = m.b[:0]
 }
 
 func newMultistatus() *multistatus {
@@ -426,7 +460,14 @@ func newMultistatus() *multistatus {
 
 // reserve makes room for about n more bytes, so that a large answer is
 // not copied over and over as it grows.
-func (m *multistatus) reserve(n int) { m.b = slices.Grow(m.b, n) }
+func (m *multistatus) reserve(n int) {
+	if m.w != nil {
+		n = min(n, streamChunk+streamChunk/4-len(m.b))
+	}
+	if n > 0 {
+		m.b = slices.Grow(m.b, n)
+	}
+}
 
 func statusLine(code int) string {
 	if code == http.StatusOK {
@@ -446,6 +487,7 @@ func (m *multistatus) add(hrefPath string, ps propstat) {
 		m.b = append(m.b, "</d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>"...)
 	}
 	m.closeResponse(ps.missing, ps.other)
+	m.flush()
 }
 
 func (m *multistatus) openResponse(hrefPath string) {
@@ -509,18 +551,24 @@ func (m *multistatus) addResource(h *Handler, res *resource, names []xml.Name, a
 		m.b = append(m.b, "</d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>"...)
 	}
 	m.closeResponse(missing, nil)
+	m.flush()
 }
 
 // addStatus writes one response that has a status instead of properties.
 func (m *multistatus) addStatus(hrefPath string, code int) {
 	m.openResponse(hrefPath)
 	m.b = append(m.b, "<d:status>"+statusLine(code)+"</d:status></d:response>"...)
+	m.flush()
 }
 
 func (m *multistatus) raw(s string) { m.b = append(m.b, s...) }
 
 func (m *multistatus) send(w http.ResponseWriter, r *http.Request) {
 	m.b = append(m.b, "</d:multistatus>"...)
+	if m.started {
+		w.Write(m.b)
+		return
+	}
 	w.Header().Set("Content-Type", "application/xml; charset=utf-8")
 	w.Header().Set("Content-Length", strconv.Itoa(len(m.b)))
 	w.WriteHeader(http.StatusMultiStatus)

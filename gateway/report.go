@@ -119,6 +119,7 @@ func (h *Handler) multiget(w http.ResponseWriter, req *request, body *reportBody
 		}
 	}
 	ms := newMultistatus()
+	ms.streamTo(w, req.Request)
 	for _, r := range refs {
 		res, ok := found[[2]string{r.t.cal, r.t.name}]
 		if r.t.kind != kindObject || !ok {
@@ -191,6 +192,7 @@ func (h *Handler) query(w http.ResponseWriter, req *request, body *reportBody) e
 		return errf(http.StatusForbidden, "calendar-query must be sent to a calendar collection")
 	}
 	ms := newMultistatus()
+	ms.streamTo(w, req.Request)
 	ms.reserve(len(objs) * 256)
 	for i := range objs {
 		o := &objs[i]
