@@ -59,14 +59,15 @@ type rendering struct {
 	gz       lazyGzip
 }
 
-// gzipLevel is the compression of feeds and collection GETs: the encoding
-// is made in the request that first asks for it. Measured on this
-// project's 2-core reference machine for 9 MB of iCalendar text,
-// gzip.BestSpeed takes 10-80 ms (the calgate-bench event mix, the shared
-// fixture corpus scaled up, random prose) where gzip.DefaultCompression
-// takes 20-350 ms, for an output about 25% larger; BestCompression took
-// 50-400 ms. Subscribers poll and mostly get 304, so the cheaper level is
-// worth more than the bytes.
+// gzipLevel is the compression of feeds and collection GETs; the encoding
+// is made by the first request that asks for it, once per rendering.
+// Measured on a 2-core machine, for 9 MB of iCalendar text:
+// gzip.BestSpeed takes 10 ms (the benchmarks' repetitive events), 40 ms
+// (the shared fixture corpus) or 80 ms (random prose), where
+// gzip.DefaultCompression takes 20, 105 or 350 ms and BestCompression 50,
+// 150 or 400 ms; BestSpeed's output is 15-40% larger than Default's.
+// Subscribers poll and mostly get 304, and the first request after a
+// change waits for the compression, so the cheap level wins.
 const gzipLevel = gzip.BestSpeed
 
 // lazyGzip is the gzip encoding of one body, made on first use.
