@@ -65,7 +65,7 @@ type rendering struct {
 // gzip.BestSpeed takes 10 ms (the benchmarks' repetitive events), 40 ms
 // (the shared fixture corpus) or 80 ms (random prose), where
 // gzip.DefaultCompression takes 20, 105 or 350 ms and BestCompression 50,
-// 150 or 400 ms; BestSpeed's output is 15-40% larger than Default's.
+// 300 or 400 ms; BestSpeed's output is 15-40% larger than Default's.
 // Subscribers poll and mostly get 304, and the first request after a
 // change waits for the compression, so the cheap level wins.
 const gzipLevel = gzip.BestSpeed
