@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"runtime"
 	"strconv"
 	"sync"
 	"time"
-	"weak"
 
 	"github.com/calgate/calgate/cache"
 	"github.com/calgate/calgate/feed"
@@ -75,24 +73,12 @@ type collectionRendering struct {
 	gz   lazyGzip
 }
 
-// collectionCaches holds the collection cache of each Handler, made on
-// its first collection GET and dropped when the Handler is collected. It
-// lives here rather than in a field of Handler so that this concern stays
-// in this file; the map holds no reference to the Handler.
-var collectionCaches sync.Map // weak.Pointer[Handler] -> *collectionCache
+func newCollectionCache() *collectionCache {
+	return &collectionCache{cals: make(map[[2]string]*collection)}
+}
 
 // collections returns h's collection cache.
-func (h *Handler) collections() *collectionCache {
-	key := weak.Make(h)
-	if c, ok := collectionCaches.Load(key); ok {
-		return c.(*collectionCache)
-	}
-	c, loaded := collectionCaches.LoadOrStore(key, &collectionCache{cals: make(map[[2]string]*collection)})
-	if !loaded {
-		runtime.AddCleanup(h, func(k weak.Pointer[Handler]) { collectionCaches.Delete(k) }, key)
-	}
-	return c.(*collectionCache)
-}
+func (h *Handler) collections() *collectionCache { return h.collectionCache }
 
 // getCollection answers GET and HEAD of a calendar collection.
 func (h *Handler) getCollection(w http.ResponseWriter, req *request) error {

@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
-	"weak"
 
 	"github.com/calgate/calgate/cache"
 	"github.com/calgate/calgate/feed"
@@ -287,27 +285,3 @@ func TestCollectionGetConcurrent(t *testing.T) {
 	wantRendered(t, e, spec, body)
 }
 
-// TestCollectionCacheFreed checks that a Handler's collection cache goes
-// away with the Handler.
-func TestCollectionCacheFreed(t *testing.T) {
-	e := newEnv(t)
-	key := func() weak.Pointer[Handler] {
-		h, err := New(Options{Store: e.store, Users: []User{{Name: "alice", PasswordHash: "x"}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.collections()
-		return weak.Make(h)
-	}()
-	if _, ok := collectionCaches.Load(key); !ok {
-		t.Fatal("no collection cache")
-	}
-	for range 100 {
-		runtime.GC()
-		if _, ok := collectionCaches.Load(key); !ok {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("the collection cache of a collected Handler is still there")
-}

@@ -67,14 +67,16 @@ var _ http.Handler = (*Handler)(nil)
 // everything under /dav/, the feeds under /feeds/ and the status page at
 // / (with its forms under /status/).
 type Handler struct {
-	store    *cache.Store
-	log      *slog.Logger
-	maxSize  int64
-	auth     *authenticator
-	zones    *ical.Zones
-	parsed   *parsedCache // parses of stored objects, by ETag
-	onChange func(user, calendar string)
-	merged   mergedCache // de-duplicated listing of each merged calendar
+	store   *cache.Store
+	log     *slog.Logger
+	maxSize int64
+	auth    *authenticator
+	zones   *ical.Zones
+	parsed  *parsedCache // parses of stored objects, by ETag
+	// collectionCache holds renderings of calendar collections for GET.
+	collectionCache *collectionCache
+	onChange        func(user, calendar string)
+	merged          mergedCache // de-duplicated listing of each merged calendar
 	// maxInstances caps the instances one object expands to in a request.
 	maxInstances int
 	feeds        map[string]*feedServer // read only after New
@@ -131,13 +133,14 @@ func New(opts Options) (*Handler, error) {
 	auth := newAuthenticator(opts.Users, opts.AuthCacheTTL)
 	auth.trusted = append([]netip.Prefix(nil), opts.TrustedProxies...)
 	return &Handler{
-		store:    opts.Store,
-		log:      opts.Logger,
-		maxSize:  opts.MaxResourceSize,
-		auth:     auth,
-		zones:    new(ical.Zones),
-		parsed:   newParsedCache(parsedBudget),
-		onChange: opts.OnChange,
+		store:           opts.Store,
+		log:             opts.Logger,
+		maxSize:         opts.MaxResourceSize,
+		auth:            auth,
+		zones:           new(ical.Zones),
+		parsed:          newParsedCache(parsedBudget),
+		collectionCache: newCollectionCache(),
+		onChange:        opts.OnChange,
 
 		maxInstances: ical.DefaultMaxInstances,
 		feeds:        feeds,
