@@ -2,7 +2,7 @@
 # bench/run.sh: calgate against Radicale and against the limits of this
 # machine, in one run, with every answer checked.
 #
-#   bench/run.sh                               # N=10,000, c=8, 3 rounds of 5s (about half an hour)
+#   bench/run.sh                               # N=10,000, c=8, 3 rounds of 5s (about 15 minutes on 2 cores)
 #   N=1000 bench/run.sh                        # a quick run
 #   N=500 ROUNDS=1 DURATION=2s N_BIG=0 bench/run.sh   # a smoke test, without the 100,000-event rows
 #
@@ -18,6 +18,8 @@
 # table (calgate, Radicale, calgate/Radicale, limit, calgate as a fraction
 # of the limit, target from bench/targets.txt, met or missed) and writes it,
 # with every JSON and log, to OUT. Everything it starts is stopped on exit.
+# Each phase line shows the load average: other work on the machine skews
+# the figures, so run it on an otherwise idle machine.
 #
 # Radicale stores a new object in time linear in the calendar's size (it
 # reads every object to check the UID), so it gets all but RADICALE_TAIL
