@@ -45,7 +45,15 @@ func (c *client) do(ctx context.Context, method, u string, hdr map[string]string
 		return 0, nil, nil, 0, fmt.Errorf("%s %s: %w", method, redactURL(u), unwrapURLError(err))
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	var data []byte
+	if n := resp.ContentLength; n > 0 && n <= maxBody {
+		// One allocation of the announced size, not io.ReadAll's doubling:
+		// the tool shares the machine with the server it measures.
+		data = make([]byte, n)
+		_, err = io.ReadFull(resp.Body, data)
+	} else {
+		data, err = io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	}
 	d := time.Since(start)
 	if err != nil {
 		return 0, nil, nil, 0, fmt.Errorf("%s %s: read body: %w", method, redactURL(u), unwrapURLError(err))
