@@ -116,7 +116,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.User, "user", "", "user name for HTTP Basic")
 	fs.StringVar(&o.Password, "password", "", "password for HTTP Basic (or set "+envPassword+")")
 	fs.IntVar(&o.N, "n", 1000, "events to load")
-	fs.IntVar(&o.C, "c", 8, "concurrency of the load and the read measurements")
+	fs.IntVar(&o.C, "c", 8, "concurrency of the load, of the throughput measurements (GET, PROPFIND Depth 0, feeds) and of the mixed load")
+	fs.IntVar(&o.LatencyC, "latency-c", 1, "concurrency of the latency measurements (PROPFIND Depth 1, queries, multiget, collection GET)")
 	fs.DurationVar(&o.Duration, "duration", 5*time.Second, "time bound of each round of a measurement (the warm-up is a fifth of it)")
 	fs.IntVar(&o.Requests, "requests", 0, "count bound of each round of a measurement (0: 1,000,000)")
 	fs.IntVar(&o.Rounds, "rounds", 3, "measured rounds of each operation; the table gives the median")
@@ -189,7 +190,7 @@ func readJSON(file string) (*report, error) {
 // printTable writes the report as an aligned table.
 func printTable(w io.Writer, rep *report) {
 	if rep.Calendar != "" {
-		fmt.Fprintf(w, "calendar %s, N=%d, c=%d, %d round(s) of %gs, load: %s\n", rep.Calendar, rep.N, rep.C, rep.Rounds, rep.DurationS, rep.Load)
+		fmt.Fprintf(w, "calendar %s, N=%d, c=%d (latency figures: %d client), %d round(s) of %gs, load: %s\n", rep.Calendar, rep.N, rep.C, rep.LatencyC, rep.Rounds, rep.DurationS, rep.Load)
 	}
 	if rep.Feed != "" {
 		fmt.Fprintf(w, "feed %s\n", rep.Feed)

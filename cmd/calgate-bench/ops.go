@@ -181,7 +181,7 @@ func (b *bench) measurements() []measurement {
 	ms := []measurement{
 		{name: "get", op: get},
 		{name: "propfind_d0", op: propfindD0},
-		{name: "propfind_d1", op: func(ctx context.Context, w, k int) (time.Duration, int, error) {
+		{name: "propfind_d1", latency: true, op: func(ctx context.Context, w, k int) (time.Duration, int, error) {
 			ms, d, err := b.report(ctx, "PROPFIND", "1", []byte(propfindBody))
 			if err != nil {
 				return d, 0, err
@@ -205,9 +205,9 @@ func (b *bench) measurements() []measurement {
 			}
 			return d, len(ms.Responses), nil
 		}},
-		{name: "query_month", op: queryMonth},
-		{name: "query_week_expand", op: queryWeek},
-		{name: "multiget_100", op: multiget},
+		{name: "query_month", latency: true, op: queryMonth},
+		{name: "query_week_expand", latency: true, op: queryWeek},
+		{name: "multiget_100", latency: true, op: multiget},
 		{name: "sync_after_change", sequential: true, op: func(ctx context.Context, w, k int) (time.Duration, int, error) {
 			if syncToken == "" {
 				t, err := readToken(ctx)
@@ -237,7 +237,7 @@ func (b *bench) measurements() []measurement {
 			syncToken = ms.SyncToken
 			return d, 1, nil
 		}},
-		{name: "get_collection", op: func(ctx context.Context, w, k int) (time.Duration, int, error) {
+		{name: "get_collection", latency: true, op: func(ctx context.Context, w, k int) (time.Duration, int, error) {
 			status, _, body, d, err := b.cl.do(ctx, http.MethodGet, b.calURL.String(), nil, nil)
 			if err != nil {
 				return 0, 0, err

@@ -190,7 +190,7 @@ func (c *comparison) table() (head []string, rows [][]string, notes []string) {
 		rep *report
 	}{{"calgate", c.Calgate}, {"Radicale", c.Radicale}, {"calgate 100k", c.Calgate100k}} {
 		if x.rep != nil && x.rep.N > 0 {
-			notes = append(notes, fmt.Sprintf("%s: N=%d, c=%d, %d round(s) of %gs (medians), load: %s", x.who, x.rep.N, x.rep.C, x.rep.Rounds, x.rep.DurationS, x.rep.Load))
+			notes = append(notes, fmt.Sprintf("%s: N=%d, c=%d (latency rows: %d client), %d round(s) of %gs (medians), load: %s", x.who, x.rep.N, x.rep.C, x.rep.LatencyC, x.rep.Rounds, x.rep.DurationS, x.rep.Load))
 		}
 	}
 	return head, rows, notes

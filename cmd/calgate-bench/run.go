@@ -23,8 +23,12 @@ type options struct {
 	Feed     string // merged-feed URL (with its token) over Calendar; "" skips the feed
 	User     string
 	Password string
-	N        int           // events to load
-	C        int           // concurrency of the load and the read measurements
+	N        int // events to load
+	C        int // concurrency of the load and the throughput measurements
+	// LatencyC is the concurrency of the measurements whose figure is a
+	// latency (p50 of PROPFIND Depth 1, queries, multiget, collection GET):
+	// the time one client waits, not the queue of c clients on the cores.
+	LatencyC int
 	Duration time.Duration // time bound of each round of a measurement
 	Requests int           // count bound of each round; 0 means maxRequests
 	Rounds   int           // measured rounds of each operation, after a warm-up
@@ -78,6 +82,7 @@ type report struct {
 	Load      string     `json:"load,omitempty"` // how the events were stored
 	N         int        `json:"n,omitempty"`
 	C         int        `json:"c"`
+	LatencyC  int        `json:"latency_c"`
 	Rounds    int        `json:"rounds"`
 	DurationS float64    `json:"duration_s"`
 	Seed      uint64     `json:"seed,omitempty"`
@@ -204,7 +209,7 @@ func run(ctx context.Context, opts options) (*report, error) {
 	}
 	rep := &report{
 		Home: home.String(), Calendar: b.calURL.String(), Feed: redactURL(opts.Feed),
-		N: opts.N, C: opts.C, Rounds: opts.Rounds, DurationS: opts.Duration.Seconds(), Seed: opts.Seed,
+		N: opts.N, C: opts.C, LatencyC: max(1, opts.LatencyC), Rounds: opts.Rounds, DurationS: opts.Duration.Seconds(), Seed: opts.Seed,
 	}
 	if err := b.prepareCalendar(ctx); err != nil {
 		return rep, err
@@ -456,6 +461,7 @@ type opFunc func(ctx context.Context, w, k int) (time.Duration, int, error)
 type measurement struct {
 	name        string
 	sequential  bool                            // run on one worker: each request depends on the last
+	latency     bool                            // a latency figure: run on opts.LatencyC workers
 	maxRequests int                             // count bound of a round; 0 means opts.Requests
 	prepare     func(ctx context.Context) error // run once before the warm-up, if set
 	op          opFunc
@@ -545,6 +551,9 @@ func median(xs []float64) float64 {
 // failure stops the round.
 func (b *bench) measure(ctx context.Context, m measurement, dur time.Duration, limit int) opResult {
 	workers := b.opts.C
+	if m.latency {
+		workers = max(1, b.opts.LatencyC)
+	}
 	if m.sequential {
 		workers = 1
 	}
