@@ -31,6 +31,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime/pprof"
 	"os/signal"
 	"sort"
 	"strings"
@@ -128,8 +129,24 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.PID, "pid", 0, "server process id, to report its peak RSS (VmHWM)")
 	fs.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "timeout of each request")
 	fs.StringVar(&jsonFile, "json", "", "also write the results as JSON to this file")
+	var cpuProfile string
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write the tool's own CPU profile to this file (the checks cost CPU on the server's machine too)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "calgate-bench: -cpuprofile: %v\n", err)
+			return 2
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
 	}
 	if o.Home == "" && o.URL == "" {
 		fmt.Fprintln(stderr, "calgate-bench: -home or -url is required")
