@@ -31,9 +31,10 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime/pprof"
 	"os/signal"
+	"runtime/pprof"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -228,6 +229,15 @@ func printTable(w io.Writer, rep *report) {
 		}
 		sort.Strings(parts)
 		fmt.Fprintf(w, "%s requests: %s\n", r.Name, strings.Join(parts, ", "))
+	}
+	for _, r := range rep.Ops {
+		if len(r.Tenths) > 0 {
+			parts := make([]string, len(r.Tenths))
+			for i, v := range r.Tenths {
+				parts[i] = strconv.FormatFloat(v, 'f', 0, 64)
+			}
+			fmt.Fprintf(w, "%s by tenths, objects/s: %s\n", r.Name, strings.Join(parts, " "))
+		}
 	}
 	if rep.PeakRSSKB > 0 {
 		fmt.Fprintf(w, "server peak RSS: %.1f MB\n", float64(rep.PeakRSSKB)/1024)

@@ -60,7 +60,10 @@ type opResult struct {
 	OK        bool           `json:"ok"`
 	Error     string         `json:"error,omitempty"`
 	Mix       map[string]int `json:"mix,omitempty"` // requests per kind, for the mixed load
-	Rounds    []round        `json:"rounds,omitempty"`
+	// Tenths are the rates (per second) of each tenth of the PUT load, in
+	// order of completion: whether writes slow down as the calendar grows.
+	Tenths []float64 `json:"tenths_per_sec,omitempty"`
+	Rounds []round   `json:"rounds,omitempty"`
 
 	wall time.Duration // of a single round
 }
@@ -404,6 +407,10 @@ func (b *bench) load(ctx context.Context) opResult {
 	defer cancel()
 	var first firstError
 	start := time.Now()
+	total := len(b.evs) - b.opts.Bulk
+	var done atomic.Int64
+	doneAt := make([]time.Duration, total) // doneAt[k]: when the k-th PUT completed
+
 	var wg sync.WaitGroup
 	for w := range b.opts.C {
 		wg.Go(func() {
@@ -419,6 +426,9 @@ func (b *bench) load(ctx context.Context) opResult {
 					return
 				}
 				lats[w] = append(lats[w], d)
+				if k := int(done.Add(1) - 1); k < total {
+					doneAt[k] = time.Since(start)
+				}
 			}
 		})
 	}
@@ -428,7 +438,19 @@ func (b *bench) load(ctx context.Context) opResult {
 	if want := len(b.evs) - b.opts.Bulk; err == nil && len(all) != want {
 		err = fmt.Errorf("interrupted after %d of %d PUTs", len(all), want)
 	}
-	return summarize("put_load", time.Since(start), all, len(all), err)
+	r := summarize("put_load", time.Since(start), all, len(all), err)
+	if err == nil && total >= 100 {
+		var prev time.Duration
+		for t := 1; t <= 10; t++ {
+			lo, hi := (t-1)*total/10, t*total/10
+			end := doneAt[hi-1]
+			if d := end - prev; d > 0 {
+				r.Tenths = append(r.Tenths, float64(hi-lo)/d.Seconds())
+			}
+			prev = end
+		}
+	}
+	return r
 }
 
 // firstError keeps the first error of a group of workers; the context
