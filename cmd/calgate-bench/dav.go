@@ -256,11 +256,11 @@ func parseMultistatus(status int, data []byte) (*multistatus, error) {
 	if status != http.StatusMultiStatus {
 		return nil, fmt.Errorf("status %d, want 207: %.200s", status, data)
 	}
-	var ms multistatus
-	if err := xml.Unmarshal(data, &ms); err != nil {
+	ms, err := decodeMultistatus(data)
+	if err != nil {
 		return nil, fmt.Errorf("decode multistatus: %w", err)
 	}
-	return &ms, nil
+	return ms, nil
 }
 
 // hrefPath normalises a DAV:href (a path or an absolute URL) to an
