@@ -284,4 +284,3 @@ func TestCollectionGetConcurrent(t *testing.T) {
 	spec.Title = "Personal"
 	wantRendered(t, e, spec, body)
 }
-

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -74,20 +75,26 @@ var xmlEscapes = [utf8.RuneSelf]string{
 // control characters, invalid UTF-8, U+FFFE and U+FFFF) as U+FFFD, so
 // that the document stays well-formed whatever a stored object holds.
 func appendEscaped[T string | []byte](b []byte, s T) []byte {
+	b = slices.Grow(b, len(s)+len(s)/32)
 	last := 0
 	for i := 0; i < len(s); {
+		// Plain bytes, the bulk of any text, are skipped in a tight loop.
+		for i < len(s) && plainXML[s[i]] {
+			i++
+		}
+		if i == len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			rep := xmlEscapes[c]
-			if rep == "" && c < ' ' && c != '\t' && c != '\n' {
-				rep = "\uFFFD"
+			if rep == "" {
+				rep = "\uFFFD" // a control character XML cannot carry
 			}
-			if rep != "" {
-				b = append(b, s[last:i]...)
-				b = append(b, rep...)
-				last = i + 1
-			}
+			b = append(b, s[last:i]...)
+			b = append(b, rep...)
 			i++
+			last = i
 			continue
 		}
 		r, n := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
@@ -100,6 +107,16 @@ func appendEscaped[T string | []byte](b []byte, s T) []byte {
 	}
 	return append(b, s[last:]...)
 }
+
+// plainXML marks the bytes character data carries as they are: printable
+// ASCII other than markup, tab and LF. Everything else goes through the
+// slow path of appendEscaped (references, U+FFFD, UTF-8 checks).
+var plainXML = func() (t [256]bool) {
+	for c := range utf8.RuneSelf {
+		t[c] = (c >= ' ' || c == '\t' || c == '\n') && xmlEscapes[c] == ""
+	}
+	return t
+}()
 
 // Limits on request XML, checked before it is decoded.
 const (
