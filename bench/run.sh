@@ -33,6 +33,7 @@
 #   DURATION=5s         time bound of each round (each makes one request at least)
 #   RADICALE_DURATION   the same for Radicale (default DURATION)
 #   RADICALE_TAIL=40    events PUT one by one into Radicale
+#   RADICALE=1          0 skips Radicale (calgate and the limits only)
 #   N_BIG=100000        events of the large calgate run (0 skips it)
 #   TIMEOUT=20m         timeout of one request (Radicale needs minutes for some)
 #   OUT=bench/out       where the results go
@@ -45,6 +46,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 RADICALE_DURATION=${RADICALE_DURATION:-$DURATION}
 RADICALE_TAIL=${RADICALE_TAIL:-40}
+RADICALE=${RADICALE:-1}
 N_BIG=${N_BIG:-100000}
 TIMEOUT=${TIMEOUT:-20m}
 
@@ -118,7 +120,7 @@ apt_install() {
 		{ as_root apt-get update -q && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"; }
 }
 command -v curl >/dev/null || apt_install curl
-[[ -x /usr/bin/radicale ]] || apt_install radicale
+[[ $RADICALE != 1 || -x /usr/bin/radicale ]] || apt_install radicale
 command -v go >/dev/null || die "go is not installed (calgate needs Go 1.26)"
 
 say "building calgate and calgate-bench into $work"
@@ -198,6 +200,7 @@ cp "$work/calgate/calgate.log" "$OUT/calgate.log"
 
 # --- Radicale at N -------------------------------------------------------------
 
+if [[ $RADICALE == 1 ]]; then
 rport=$("$bench" free-port)
 mkdir -p "$work/radicale"
 printf 'alice:%s\n' "$password" >"$work/radicale/users"
@@ -231,6 +234,9 @@ run_bench radicale -url "http://127.0.0.1:$rport/" -user alice -calendar bench -
 say "Radicale: stopping"
 stop "$radicale_pid"
 cp "$work/radicale/radicale.log" "$OUT/radicale.log"
+else
+	say "Radicale: skipped (RADICALE=0)"
+fi
 
 # --- calgate at N_BIG ------------------------------------------------------------
 
