@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -128,17 +130,35 @@ var (
 	errXMLDepth   = errors.New("XML nested too deeply")
 )
 
+// utf8BOM may start a UTF-8 document (XML 1.0 Appendix F).
+const utf8BOM = "\xef\xbb\xbf"
+
 // checkXML scans body once before it is unmarshalled: it refuses DOCTYPE
 // (and so entity declarations, billion laughs and external entities),
 // processing instructions other than the XML declaration, and deep nesting.
+// It also refuses what xml.Unmarshal, which stops at the end of the first
+// element, lets through although the document is not well-formed: a
+// second root element or text after it, an XML declaration that is not
+// at the start, a repeated attribute, and a namespace prefix that is not
+// declared (which the decoder would take for a namespace name).
 func checkXML(body []byte) error {
-	d := xml.NewDecoder(bytes.NewReader(body))
+	start := 0
+	if bytes.HasPrefix(body, []byte(utf8BOM)) {
+		start = len(utf8BOM)
+	}
+	d := xml.NewDecoder(bytes.NewReader(body[start:]))
 	d.Strict = true
-	depth := 0
+	// open holds the elements not yet closed; scope[i] are the prefixes
+	// declared in open[i] and its ancestors.
+	var open []xml.Name
+	scope := []map[string]bool{{"xml": true}}
+	roots := 0
+	names := make(qnames)
 	for {
+		off := d.InputOffset()
 		tok, err := d.RawToken()
 		if err == io.EOF {
-			if depth != 0 {
+			if len(open) != 0 || roots == 0 {
 				return io.ErrUnexpectedEOF
 			}
 			return nil
@@ -150,22 +170,101 @@ func checkXML(body []byte) error {
 		case xml.Directive:
 			return errXMLDoctype
 		case xml.ProcInst:
-			if t.Target != "xml" {
+			if !strings.EqualFold(t.Target, "xml") {
 				return errors.New("processing instructions are not accepted")
 			}
+			if off != 0 {
+				return errors.New("the XML declaration must come first")
+			}
+		case xml.CharData:
+			if len(open) == 0 && len(bytes.Trim(t, " \t\r\n")) != 0 {
+				return errors.New("text outside the root element")
+			}
 		case xml.StartElement:
-			depth++
-			if depth > maxXMLDepth {
+			if len(open) == 0 {
+				if roots++; roots > 1 {
+					return errors.New("more than one root element")
+				}
+			}
+			if len(open) >= maxXMLDepth {
 				return errXMLDepth
 			}
+			if !names.qualified(t.Name) {
+				return fmt.Errorf("<%s> is not a qualified name", rawName(t.Name))
+			}
+			bound, cloned := scope[len(scope)-1], false
+			seen := make(map[xml.Name]bool, len(t.Attr))
+			for _, a := range t.Attr {
+				if !names.qualified(a.Name) {
+					return fmt.Errorf("attribute %s is not a qualified name", rawName(a.Name))
+				}
+				if seen[a.Name] {
+					return fmt.Errorf("attribute %s repeated", rawName(a.Name))
+				}
+				seen[a.Name] = true
+				if a.Name.Space == "xmlns" {
+					if a.Value == "" || a.Name.Local == "xmlns" {
+						return fmt.Errorf("%s=%q is not a namespace declaration", rawName(a.Name), a.Value)
+					}
+					if !cloned {
+						bound, cloned = maps.Clone(bound), true
+					}
+					bound[a.Name.Local] = true
+				}
+			}
+			if p := t.Name.Space; p != "" && !bound[p] {
+				return fmt.Errorf("namespace prefix of <%s> is not declared", rawName(t.Name))
+			}
+			for _, a := range t.Attr {
+				if p := a.Name.Space; p != "" && p != "xmlns" && !bound[p] {
+					return fmt.Errorf("namespace prefix of attribute %s is not declared", rawName(a.Name))
+				}
+			}
+			open = append(open, t.Name)
+			scope = append(scope, bound)
 		case xml.EndElement:
-			depth--
+			if len(open) == 0 || open[len(open)-1] != t.Name {
+				return fmt.Errorf("unexpected </%s>", rawName(t.Name))
+			}
+			open = open[:len(open)-1]
+			scope = scope[:len(scope)-1]
 		}
 	}
 }
 
+// qnames remembers which names qualified found to be qualified names.
+type qnames map[xml.Name]bool
+
+// qualified reports whether n, as the decoder split it at its colon, is a
+// qualified name (Namespaces in XML §4): a prefixed local part must be a
+// name on its own (the decoder only checked prefix:local as a whole, so
+// "c:0" passes it), and an unprefixed one holds no colon (":a", "a:").
+// Names taken from a request are written back in responses, where "<0"
+// would break the document.
+func (q qnames) qualified(n xml.Name) bool {
+	if n.Space == "" {
+		return !strings.Contains(n.Local, ":")
+	}
+	ok, seen := q[n]
+	if !seen {
+		tok, err := xml.NewDecoder(strings.NewReader("<" + n.Local + "/>")).RawToken()
+		se, isStart := tok.(xml.StartElement)
+		ok = err == nil && isStart && se.Name == xml.Name{Local: n.Local}
+		q[n] = ok
+	}
+	return ok
+}
+
+// rawName spells a name as written: prefix:local.
+func rawName(n xml.Name) string {
+	if n.Space == "" {
+		return n.Local
+	}
+	return n.Space + ":" + n.Local
+}
+
 // readXML reads and decodes an XML request body into v. An empty body
-// leaves v untouched and reports false.
+// (nothing but white space) leaves v untouched and reports false.
 func (h *Handler) readXML(w http.ResponseWriter, r *http.Request, v any) (bool, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt := strings.ToLower(strings.TrimSpace(strings.SplitN(ct, ";", 2)[0]))
@@ -179,7 +278,9 @@ func (h *Handler) readXML(w http.ResponseWriter, r *http.Request, v any) (bool, 
 	if err != nil {
 		return false, err
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
+	// Only XML's white space makes a body empty: bytes.TrimSpace would
+	// also take U+00A0 and U+0085 for it.
+	if len(bytes.Trim(body, " \t\r\n")) == 0 {
 		return false, nil
 	}
 	if err := checkXML(body); err != nil {
