@@ -552,7 +552,9 @@ func (c *Config) Validate() error {
 }
 
 // knownCalendar reports whether id names a calendar of u: a configured
-// one, or one an account of u discovers ("<account id>-...").
+// one, or one an account of u may discover ("<account id>-<name>", where
+// name is not empty and, like every id, made of the characters idPattern
+// allows: upstream sanitizes the names it discovers to those).
 func knownCalendar(u UserConfig, id string) (CalendarConfig, bool) {
 	for _, c := range u.Calendars {
 		if c.ID == id {
@@ -560,7 +562,7 @@ func knownCalendar(u UserConfig, id string) (CalendarConfig, bool) {
 		}
 	}
 	for _, a := range u.Accounts {
-		if a.ID != "" && strings.HasPrefix(id, a.ID+"-") {
+		if a.ID != "" && strings.HasPrefix(id, a.ID+"-") && len(id) > len(a.ID)+1 && idPattern.MatchString(id) {
 			return CalendarConfig{ID: id, CalDAV: a.CalDAV}, true
 		}
 	}
