@@ -22,6 +22,8 @@ var pathSeeds = []string{
 	"/dav/calendars/alice%2fbob/personal/", "/dav/calendars/alice%2Fpersonal/x.ics",
 	"/dav/calendars/alice/personal/..%5cbob", "/dav/calendars/alice\\..\\bob/personal/",
 	"/dav/calendars/alice/./personal/", "/dav/calendars//bob/personal/", "//dav/calendars/bob/",
+	"/dav/calendars/alice/..", "/dav/calendars/alice/../", "/dav/calendars/alice/personal/..", "/dav/calendars/..",
+	"/dav/principals/../", "/dav/calendars/alice/%2e%2e", "/dav/calendars/alice/personal/%2E", "/dav/calendars/alice/.",
 	"///dav/calendars/alice/personal/", "/dav/calendars/alice/personal//x.ics",
 	"/dav/calendars/alice/personal/x%00.ics", "/dav/calendars/alice/personal/x\x00.ics",
 	"/dav/calendars/%c0%ae%c0%ae/bob/", "/dav/calendars/alice/%c0%af../bob/", "/dav/calendars/alice/\xc0\xae\xc0\xae/",
@@ -165,6 +167,7 @@ func TestPathSeeds(t *testing.T) {
 		"/dav/calendars/alice/personal/../../bob/personal/", "/dav/calendars/alice/%2e%2e/bob/personal/",
 		"/dav/calendars/alice/.%2e/bob/", "/dav/calendars/alice%2fbob/personal/", "/dav/calendars/alice/personal/..%5cbob",
 		"/dav/calendars/alice/./personal/", "/dav/calendars//bob/personal/", "/dav/calendars/alice/personal/x%00.ics",
+		"/dav/calendars/alice/..", "/dav/calendars/alice/personal/..", "/dav/calendars/..", "/dav/calendars/alice/%2e%2e",
 		"/dav/calendars/" + strings.Repeat("a", 256) + "/", "/dav/calendars/alice/personal/x.ics/",
 	} {
 		if tg, ok := hrefTarget(s); ok {
