@@ -944,6 +944,19 @@ func checkRule(o *rrule.ROption) error {
 			}
 		}
 	}
+	// DAILY with an INTERVAL of whole weeks only ever lands on DTSTART's
+	// weekday: a BYDAY without it never matches, and rrule-go would search
+	// up to year 9999 inside one call for an instance that never comes.
+	if o.Freq == rrule.DAILY && o.Interval%7 == 0 && len(o.Byweekday) > 0 {
+		wd0 := (int(o.Dtstart.Weekday()) + 6) % 7 // rrule counts from Monday = 0
+		reached := false
+		for _, w := range o.Byweekday {
+			reached = reached || w.Day() == wd0
+		}
+		if !reached {
+			return bad("FREQ=DAILY;INTERVAL=%d only reaches DTSTART's weekday, which BYDAY does not name", o.Interval)
+		}
+	}
 	// BYSETPOS larger than any set.
 	if len(o.Bysetpos) > 0 {
 		n := 1

@@ -37,12 +37,13 @@ func (b *syncBuffer) String() string {
 
 var listeningLine = regexp.MustCompile(`msg="calgate listening" addr=(127\.0\.0\.1:\d+)`)
 
-// waitListening waits up to 10 s for the "calgate listening" line in logs
+// waitListening waits up to 60 s (a loaded CI machine running the race
+// build can be slow to start it) for the "calgate listening" line in logs
 // and returns the address it names. It fails the test if stopped is closed
 // first (the server exited) or the line does not come.
 func waitListening(t *testing.T, logs *syncBuffer, stopped <-chan struct{}) string {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
+	deadline := time.After(60 * time.Second)
 	for {
 		if m := listeningLine.FindStringSubmatch(logs.String()); m != nil {
 			return m[1]
@@ -51,7 +52,7 @@ func waitListening(t *testing.T, logs *syncBuffer, stopped <-chan struct{}) stri
 		case <-stopped:
 			t.Fatalf("calgate exited before listening:\n%s", logs.String())
 		case <-deadline:
-			t.Fatalf("no listening line within 10s in:\n%s", logs.String())
+			t.Fatalf("no listening line within 60s in:\n%s", logs.String())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
