@@ -15,6 +15,8 @@ dirs=$(grep -rlE --include='*_test.go' --exclude-dir=testdata --exclude-dir=.git
 	xargs -r -n1 dirname | sort -u)
 failed=""
 count=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 for dir in $dirs; do
 	# -fuzz (matching no target) builds the binary the runs below use.
 	if ! names=$(go test -list '^Fuzz' -fuzz '^$' "$dir"); then
@@ -24,9 +26,22 @@ for dir in $dirs; do
 	for name in $(printf '%s\n' "$names" | grep '^Fuzz' || true); do
 		count=$((count + 1))
 		echo "fuzz: $name in $dir for $fuzztime"
-		if ! go test -run '^$' -fuzz "^$name\$" -fuzztime "$fuzztime" "$dir"; then
-			failed="$failed $dir:$name"
+		inputs="$dir/testdata/fuzz/$name"
+		before=$(ls "$inputs" 2>/dev/null || true)
+		status=0
+		go test -run '^$' -fuzz "^$name\$" -fuzztime "$fuzztime" "$dir" >"$log" 2>&1 || status=$?
+		cat "$log"
+		[ "$status" -eq 0 ] && continue
+		# Go before 1.27 can fail a run that found nothing with a bare
+		# "context deadline exceeded" when -fuzztime ends
+		# (https://go.dev/issue/75804): without a failing input that is no
+		# finding. Any other failure, or a failing input written, is one.
+		if grep -qx '    context deadline exceeded' "$log" && ! grep -q 'Failing input written' "$log" &&
+			[ "$(ls "$inputs" 2>/dev/null || true)" = "$before" ]; then
+			echo "fuzz: $name stopped with \"context deadline exceeded\" and no failing input (go.dev/issue/75804); not a failure"
+			continue
 		fi
+		failed="$failed $dir:$name"
 	done
 done
 if [ "$count" -eq 0 ]; then
@@ -37,4 +52,4 @@ if [ -n "$failed" ]; then
 	echo "fuzz: FAILED:$failed" >&2
 	exit 1
 fi
-echo "fuzz: $count targets passed, $fuzztime each"
+echo "fuzz: $count targets, $fuzztime each, no failure"
