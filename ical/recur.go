@@ -438,13 +438,7 @@ func (e *expander) iterate(r *rrule.RRule, dur time.Duration, lo, hi time.Time, 
 	next := r.Iterator()
 	stored := 0
 	for {
-		if e.steps >= e.opts.MaxSteps {
-			e.out.Truncated = true
-			return false
-		}
-		e.steps++
-		if e.steps%64 == 0 && time.Now().After(e.deadline) {
-			e.out.Truncated = true
+		if !e.step() {
 			return false
 		}
 		t, more := next()
@@ -457,13 +451,8 @@ func (e *expander) iterate(r *rrule.RRule, dur time.Duration, lo, hi time.Time, 
 		if !lo.IsZero() && t.Before(lo) {
 			continue
 		}
-		if _, have := occ[t.Unix()]; !have {
-			occ[t.Unix()] = occurrence{start: t, dur: dur}
-			stored++
-			if stored > limit {
-				e.out.Truncated = true
-				return true
-			}
+		if !e.store(occ, t, dur, &stored, limit) {
+			return true
 		}
 	}
 }
@@ -526,13 +515,7 @@ func (e *expander) iterateSteps(o *rrule.ROption, days int, dur time.Duration, l
 	}
 	stored := 0
 	for ; o.Count == 0 || k < o.Count; k++ {
-		if e.steps >= e.opts.MaxSteps {
-			e.out.Truncated = true
-			return false
-		}
-		e.steps++
-		if e.steps%64 == 0 && time.Now().After(e.deadline) {
-			e.out.Truncated = true
+		if !e.step() {
 			return false
 		}
 		t := time.Date(y, m, d+k*days, hh, mm, ss, 0, loc)
@@ -542,14 +525,38 @@ func (e *expander) iterateSteps(o *rrule.ROption, days int, dur time.Duration, l
 		if !lo.IsZero() && t.Before(lo) {
 			continue
 		}
-		if _, have := occ[t.Unix()]; !have {
-			occ[t.Unix()] = occurrence{start: t, dur: dur}
-			stored++
-			if stored > limit {
-				e.out.Truncated = true
-				return true
-			}
+		if !e.store(occ, t, dur, &stored, limit) {
+			return true
 		}
+	}
+	return true
+}
+
+// step counts one iteration step against the expansion's caps; false
+// means a cap or the deadline stopped it (the expansion is truncated).
+func (e *expander) step() bool {
+	if e.steps >= e.opts.MaxSteps {
+		e.out.Truncated = true
+		return false
+	}
+	e.steps++
+	if e.steps%64 == 0 && time.Now().After(e.deadline) {
+		e.out.Truncated = true
+		return false
+	}
+	return true
+}
+
+// store adds the occurrence at t to occ unless one is there; false means
+// more than limit were stored (the expansion is truncated).
+func (e *expander) store(occ map[int64]occurrence, t time.Time, dur time.Duration, stored *int, limit int) bool {
+	if _, have := occ[t.Unix()]; have {
+		return true
+	}
+	occ[t.Unix()] = occurrence{start: t, dur: dur}
+	if *stored++; *stored > limit {
+		e.out.Truncated = true
+		return false
 	}
 	return true
 }
