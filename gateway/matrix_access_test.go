@@ -1,0 +1,559 @@
+package gateway
+
+import (
+	"bufio"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/calgate/calgate/cache"
+)
+
+// The isolation, authentication and feed-token rows of issue 8's
+// adversarial matrix, against the real handler over a real store.
+
+// Bob's secrets: none may appear in any answer to alice.
+const (
+	bobUID     = "bob-uid-Qm7Rt2"
+	bobSummary = "Bob hidden summary Zx9Kp"
+	bobCalName = "Bob private calendar Wv4Lh"
+	bobObject  = "/dav/calendars/bob/personal/secret.ics"
+)
+
+// rawConn is one client connection to the test server on which requests
+// are written by hand, so that request targets reach the server exactly
+// as spelled and several requests share one connection.
+type rawConn struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialRaw(t *testing.T, e *env) *rawConn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", e.srv.Listener.Addr().String(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &rawConn{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+// basic is the Authorization header value of user with testPassword.
+func basic(user string) string {
+	r, _ := http.NewRequest("GET", "/", nil)
+	r.SetBasicAuth(user, testPassword)
+	return r.Header.Get("Authorization")
+}
+
+// send writes one request (auth: the whole Authorization value, "" for
+// none; hdr: name, value pairs) and reads its answer.
+func (rc *rawConn) send(method, target, auth, body string, hdr ...string) (*http.Response, string) {
+	rc.t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n", method, target)
+	if auth != "" {
+		fmt.Fprintf(&b, "Authorization: %s\r\n", auth)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		fmt.Fprintf(&b, "%s: %s\r\n", hdr[i], hdr[i+1])
+	}
+	fmt.Fprintf(&b, "Content-Length: %d\r\n\r\n%s", len(body), body)
+	rc.c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(rc.c, b.String()); err != nil {
+		rc.t.Fatalf("%s %q: write: %v", method, target, err)
+	}
+	return rc.read(method, target)
+}
+
+func (rc *rawConn) read(method, target string) (*http.Response, string) {
+	rc.t.Helper()
+	resp, err := http.ReadResponse(rc.br, &http.Request{Method: method})
+	if err != nil {
+		rc.t.Fatalf("%s %q: reading the answer: %v", method, target, err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		rc.t.Fatalf("%s %q: reading the body: %v", method, target, err)
+	}
+	return resp, string(b)
+}
+
+// userState is what the store holds for one user: calendars (with their
+// revisions, i.e. ctags and sync tokens) and objects (with ETags).
+func userState(t *testing.T, st *cache.Store, user string) fuzzState {
+	t.Helper()
+	s := fuzzSnapshot(t, st)
+	out := fuzzState{cals: map[string][]cache.Calendar{user: s.cals[user]}, objs: map[string][]cache.Object{}}
+	for k, v := range s.objs {
+		if strings.HasPrefix(k, user+"/") {
+			out.objs[k] = v
+		}
+	}
+	return out
+}
+
+// leaks returns the first of bob's secrets (with more, e.g. his ETag)
+// that s contains, or "". Only an answer that echoes a request's hrefs
+// (a multiget) may name bob's hrefs; leaksHref also looks for them.
+func leaks(s string, more ...string) string {
+	for _, x := range append([]string{bobUID, bobSummary, bobCalName}, more...) {
+		if x != "" && strings.Contains(s, x) {
+			return x
+		}
+	}
+	return ""
+}
+
+func leaksHref(s string, more ...string) string {
+	return leaks(s, append(more, "/dav/calendars/bob/", "/dav/principals/bob/")...)
+}
+
+// bobEnv is a gateway where bob has a secret object in his personal
+// calendar, a named calendar and a second one, and alice an object of
+// her own.
+func bobEnv(t *testing.T, opts ...func(*Options)) (e *env, bobETag string) {
+	t.Helper()
+	e = newEnv(t, opts...)
+	resp := e.do("bob", "PUT", bobObject, event(bobUID, bobSummary, "20240101T100000Z", "20240101T110000Z"), ct, icsType)
+	wantStatus(t, resp, http.StatusCreated)
+	bobETag = strings.Trim(resp.Header.Get("ETag"), `"`)
+	wantStatus(t, e.do("bob", "PROPPATCH", "/dav/calendars/bob/personal/", `<d:propertyupdate xmlns:d="DAV:"><d:set><d:prop><d:displayname>`+
+		bobCalName+`</d:displayname></d:prop></d:set></d:propertyupdate>`, ct, xmlType), http.StatusMultiStatus)
+	wantStatus(t, e.do("bob", "MKCALENDAR", "/dav/calendars/bob/work/", ""), http.StatusCreated)
+	wantStatus(t, e.do("alice", "PUT", "/dav/calendars/alice/personal/mine.ics",
+		event("alice-uid", "Alice's own", "20240101T100000Z", "20240101T110000Z"), ct, icsType), http.StatusCreated)
+	return e, bobETag
+}
+
+// isoMethod is a request of the isolation matrix: a method with the
+// headers and body that make it a well-formed request of its kind.
+type isoMethod struct {
+	name, method, body string
+	hdr                []string
+}
+
+func isoMethods() []isoMethod {
+	props := `<d:prop><d:getetag/><d:displayname/><cs:getctag/><d:sync-token/><c:calendar-data/><d:resourcetype/>` +
+		`<d:current-user-principal/><c:calendar-home-set/><d:owner/></d:prop>`
+	ns := ` xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav" xmlns:cs="http://calendarserver.org/ns/"`
+	x := []string{ct, xmlType}
+	return []isoMethod{
+		{"OPTIONS", "OPTIONS", "", nil},
+		{"GET", "GET", "", nil},
+		{"HEAD", "HEAD", "", nil},
+		{"PUT", "PUT", event("intruder-uid", "Alice was here", "20240101T100000Z", "20240101T110000Z"), []string{ct, icsType}},
+		{"DELETE", "DELETE", "", nil},
+		{"PROPFIND0", "PROPFIND", `<d:propfind` + ns + `>` + props + `</d:propfind>`, append([]string{"Depth", "0"}, x...)},
+		{"PROPFIND1", "PROPFIND", `<d:propfind` + ns + `>` + props + `</d:propfind>`, append([]string{"Depth", "1"}, x...)},
+		{"PROPFIND1-allprop", "PROPFIND", "", []string{"Depth", "1"}},
+		{"PROPPATCH", "PROPPATCH", `<d:propertyupdate xmlns:d="DAV:"><d:set><d:prop><d:displayname>owned</d:displayname></d:prop></d:set></d:propertyupdate>`, x},
+		{"MKCALENDAR", "MKCALENDAR", "", nil},
+		{"MKCOL", "MKCOL", `<d:mkcol` + ns + `><d:set><d:prop><d:resourcetype><d:collection/><c:calendar/></d:resourcetype></d:prop></d:set></d:mkcol>`, x},
+		{"REPORT-query", "REPORT", `<c:calendar-query` + ns + `>` + props + `<c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT"/></c:comp-filter></c:filter></c:calendar-query>`,
+			append([]string{"Depth", "1"}, x...)},
+		{"REPORT-multiget", "REPORT", `<c:calendar-multiget` + ns + `>` + props + `<d:href>` + bobObject + `</d:href></c:calendar-multiget>`, x},
+		{"REPORT-sync", "REPORT", `<d:sync-collection` + ns + `><d:sync-token/><d:sync-level>1</d:sync-level>` + props + `</d:sync-collection>`, x},
+		{"REPORT-freebusy", "REPORT", `<c:free-busy-query` + ns + `><c:time-range start="20231201T000000Z" end="20240301T000000Z"/></c:free-busy-query>`, x},
+		{"MOVE", "MOVE", "", []string{"Destination", "/dav/calendars/alice/personal/taken.ics"}},
+		{"COPY", "COPY", "", []string{"Destination", "/dav/calendars/alice/personal/taken.ics"}},
+		{"POST", "POST", "x=1", []string{ct, "application/x-www-form-urlencoded"}},
+		{"LOCK", "LOCK", `<d:lockinfo xmlns:d="DAV:"><d:lockscope><d:exclusive/></d:lockscope><d:locktype><d:write/></d:locktype></d:lockinfo>`, x},
+		{"UNLOCK", "UNLOCK", "", []string{"Lock-Token", "<urn:uuid:0>"}},
+		{"ACL", "ACL", `<d:acl xmlns:d="DAV:"/>`, x},
+	}
+}
+
+// answer is what a client learns from a response: status, headers but
+// Date, and body.
+type answer struct {
+	status int
+	hdr    http.Header
+	body   string
+}
+
+func answerOf(t *testing.T, resp *http.Response) answer {
+	t.Helper()
+	h := resp.Header.Clone()
+	h.Del("Date")
+	return answer{resp.StatusCode, h, readAll(t, resp)}
+}
+
+// TestMatrixIsolation: every method calgate serves, sent by alice to
+// bob's principal, home, calendar and object, gets exactly the answer a
+// resource that does not exist gets (status, headers and body), never
+// carries bob's data, and changes nothing of bob's. MOVE and COPY cannot
+// reach bob's calendars whatever the Destination spelling, a multiget
+// cannot read bob's objects, no path spelling leaves alice's subtree,
+// and user names that differ only in case, encoding or punctuation stay
+// apart.
+func TestMatrixIsolation(t *testing.T) {
+	t.Run("methods", func(t *testing.T) {
+		e, bobETag := bobEnv(t)
+		before := userState(t, e.store, "bob")
+		targets := []struct {
+			kind    string
+			foreign string
+			absent  []string // the same shape, not existing: no user, or no such child of bob
+			own     string   // alice's own resource of this shape that does not exist ("" if none)
+		}{
+			{"principal", "/dav/principals/bob/", []string{"/dav/principals/nobody/", "/dav/principals/bob2/"}, ""},
+			{"home", "/dav/calendars/bob/", []string{"/dav/calendars/nobody/"}, ""},
+			{"calendar", "/dav/calendars/bob/personal/", []string{"/dav/calendars/nobody/personal/", "/dav/calendars/bob/nosuch/"}, "/dav/calendars/alice/nosuch/"},
+			{"object", bobObject, []string{"/dav/calendars/nobody/personal/secret.ics", "/dav/calendars/bob/personal/nosuch.ics", "/dav/calendars/bob/nosuch/secret.ics"},
+				"/dav/calendars/alice/personal/nosuch.ics"},
+		}
+		statuses := map[string]int{}
+		var notFound string
+		cases := 0
+		for _, m := range isoMethods() {
+			for _, tg := range targets {
+				got := answerOf(t, e.do("alice", m.method, tg.foreign, m.body, m.hdr...))
+				cases++
+				where := m.name + " " + tg.foreign
+				if s := leaksHref(got.body+fmt.Sprint(got.hdr), bobETag); s != "" {
+					t.Errorf("%s: the answer carries bob's %q:\n%s", where, s, got.body)
+				}
+				if got.status < 400 && m.method != "OPTIONS" {
+					t.Errorf("%s: status %d, want 4xx", where, got.status)
+				}
+				statuses[fmt.Sprint(got.status)]++
+				if got.status == http.StatusNotFound && m.method != "HEAD" {
+					if notFound == "" {
+						notFound = got.body
+					} else if got.body != notFound {
+						t.Errorf("%s: 404 body differs from the others:\n%s\n%s", where, got.body, notFound)
+					}
+				}
+				if now := userState(t, e.store, "bob"); !reflect.DeepEqual(now, before) {
+					t.Fatalf("%s changed bob's store:\n%+v\n%+v", where, before, now)
+				}
+				for _, a := range tg.absent {
+					other := answerOf(t, e.do("alice", m.method, a, m.body, m.hdr...))
+					cases++
+					if other.status != got.status || other.body != got.body || !reflect.DeepEqual(other.hdr, got.hdr) {
+						t.Errorf("%s answers differently from %s (an existence oracle):\n%d %v\n%s\n---\n%d %v\n%s",
+							where, a, got.status, got.hdr, got.body, other.status, other.hdr, other.body)
+					}
+				}
+				// Alice's own missing resources: a read or a removal is
+				// the same 404 (creating methods would create them).
+				if tg.own != "" && !slices.Contains([]string{"OPTIONS", "PUT", "MKCALENDAR", "MKCOL", "POST", "LOCK", "UNLOCK", "ACL", "MOVE", "COPY"}, m.method) &&
+					!strings.HasPrefix(m.name, "REPORT") {
+					own := answerOf(t, e.do("alice", m.method, tg.own, m.body, m.hdr...))
+					cases++
+					if own.status != got.status || own.body != got.body {
+						t.Errorf("%s answers differently from alice's own missing %s:\n%d %s\n---\n%d %s", where, tg.own, got.status, got.body, own.status, own.body)
+					}
+				}
+			}
+		}
+		// Collections above the users list only alice.
+		for _, p := range []string{"/", "/dav/", "/dav/principals/", "/dav/calendars/", "/dav/calendars/alice/", "/dav/calendars/alice/personal/"} {
+			for _, m := range isoMethods() {
+				if m.method != "PROPFIND" && m.method != "REPORT" {
+					continue
+				}
+				resp := e.do("alice", m.method, p, strings.ReplaceAll(m.body, bobObject, "/dav/calendars/alice/personal/mine.ics"), m.hdr...)
+				cases++
+				if b := readAll(t, resp); leaksHref(b, bobETag) != "" {
+					t.Errorf("%s %s as alice: the answer carries bob's %q:\n%s", m.name, p, leaksHref(b, bobETag), b)
+				}
+			}
+		}
+		if now := userState(t, e.store, "bob"); !reflect.DeepEqual(now, before) {
+			t.Fatalf("bob's store changed:\n%+v\n%+v", before, now)
+		}
+		resp := e.do("bob", "GET", bobObject, "")
+		if wantStatus(t, resp, http.StatusOK); !strings.Contains(readAll(t, resp), bobSummary) {
+			t.Fatal("bob's object lost its data")
+		}
+		t.Logf("MATRIX isolation: %d methods x 4 kinds of bob's resources, %d requests compared with missing ones; statuses %v", len(isoMethods()), cases, statuses)
+	})
+
+	t.Run("move-copy-destinations", func(t *testing.T) {
+		e, _ := bobEnv(t)
+		src := "/dav/calendars/alice/personal/mine.ics"
+		srcResp := e.do("alice", "GET", src, "")
+		wantStatus(t, srcResp, http.StatusOK)
+		srcETag, srcBody := srcResp.Header.Get("ETag"), readAll(t, srcResp)
+		bob, alice := userState(t, e.store, "bob"), userState(t, e.store, "alice")
+		host := strings.TrimPrefix(e.srv.URL, "http://")
+		dests := []string{
+			"/dav/calendars/bob/personal/stolen.ics",
+			e.srv.URL + "/dav/calendars/bob/personal/stolen.ics",
+			"http://evil.example/dav/calendars/bob/personal/stolen.ics",
+			"//evil.example/dav/calendars/bob/personal/stolen.ics",
+			"http://alice:secret@" + host + "/dav/calendars/bob/personal/stolen.ics",
+			"/dav/calendars/bob/personal/secret.ics", // over bob's object
+			"/dav/calendars/bob/work/stolen.ics",
+			"/dav/calendars/bob/personal/",
+			"/dav/calendars/bob/",
+			"/dav/principals/bob/",
+			"/dav/principals/bob/stolen.ics",
+			"/dav/calendars/alice/personal/../../bob/personal/stolen.ics",
+			e.srv.URL + "/dav/calendars/alice/personal/../../bob/personal/stolen.ics",
+			"/dav/calendars/alice/%2e%2e/bob/personal/stolen.ics",
+			"/dav/calendars/alice/personal/..%2f..%2fbob%2fpersonal%2fstolen.ics",
+			"/dav/calendars/alice%2fbob/personal/stolen.ics",
+			"/dav/calendars/alice/personal/..%5c..%5cbob%5cpersonal%5cstolen.ics",
+			"/dav/calendars//bob/personal/stolen.ics",
+			"/dav/calendars/%62ob/personal/stolen.ics",
+			"/dav/calendars/Bob/personal/stolen.ics",
+			"/dav/calendars/bob;alice/personal/stolen.ics",
+			"../../bob/personal/stolen.ics",
+			"bob/personal/stolen.ics",
+			" /dav/calendars/bob/personal/stolen.ics ",
+			"/dav/calendars/alice/personal/%00/../../../bob/personal/stolen.ics",
+		}
+		statuses := map[int]int{}
+		for _, d := range dests {
+			for _, m := range []string{"COPY", "MOVE"} {
+				for _, ow := range []string{"T", "F"} {
+					resp := e.do("alice", m, src, "", "Destination", d, "Overwrite", ow)
+					b := readAll(t, resp)
+					statuses[resp.StatusCode]++
+					if resp.StatusCode < 400 || resp.StatusCode >= 500 {
+						t.Errorf("%s to %q: %d, want refused (4xx):\n%s", m, d, resp.StatusCode, b)
+					}
+					if s := leaksHref(b + fmt.Sprint(resp.Header)); s != "" {
+						t.Errorf("%s to %q: the answer carries %q", m, d, s)
+					}
+					if now := userState(t, e.store, "bob"); !reflect.DeepEqual(now, bob) {
+						t.Fatalf("%s to %q changed bob's store", m, d)
+					}
+					if now := userState(t, e.store, "alice"); !reflect.DeepEqual(now, alice) {
+						t.Fatalf("%s to %q changed alice's store", m, d)
+					}
+				}
+			}
+		}
+		// Bob's objects are not a source either.
+		for _, m := range []string{"COPY", "MOVE"} {
+			resp := e.do("alice", m, bobObject, "", "Destination", "/dav/calendars/alice/personal/taken.ics")
+			if b := readAll(t, resp); resp.StatusCode != http.StatusNotFound || leaksHref(b) != "" {
+				t.Errorf("%s of bob's object: %d\n%s", m, resp.StatusCode, b)
+			}
+		}
+		if !reflect.DeepEqual(userState(t, e.store, "bob"), bob) || !reflect.DeepEqual(userState(t, e.store, "alice"), alice) {
+			t.Fatal("a refused MOVE or COPY of bob's object changed a store")
+		}
+		resp := e.do("alice", "GET", src, "")
+		if wantStatus(t, resp, http.StatusOK); resp.Header.Get("ETag") != srcETag || readAll(t, resp) != srcBody {
+			t.Fatal("alice's source changed")
+		}
+		t.Logf("MATRIX isolation: MOVE/COPY x Overwrite T/F to %d destinations of bob (absolute, relative, other host, traversal): statuses %v", len(dests), statuses)
+	})
+
+	t.Run("multiget", func(t *testing.T) {
+		e, bobETag := bobEnv(t)
+		host := strings.TrimPrefix(e.srv.URL, "http://")
+		hrefs := []string{
+			bobObject, e.srv.URL + bobObject, "http://evil.example" + bobObject, "//" + host + bobObject,
+			"/dav/calendars/alice/personal/../../bob/personal/secret.ics", "/dav/calendars/alice/%2e%2e/bob/personal/secret.ics",
+			"/dav/calendars/alice/personal/..%2f..%2fbob%2fpersonal%2fsecret.ics", "/dav/calendars/alice%2fbob/personal/secret.ics",
+			"/dav/calendars/%62ob/personal/secret.ics", "/dav/calendars/bob/personal/nosuch.ics", "/dav/calendars/nobody/personal/secret.ics",
+			"../../bob/personal/secret.ics", "bob/personal/secret.ics", "/dav/calendars/bob/personal/", "/dav/calendars/bob/work/secret.ics",
+		}
+		mine := "/dav/calendars/alice/personal/mine.ics"
+		var b strings.Builder
+		b.WriteString(`<c:calendar-multiget xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/><c:calendar-data/></d:prop>`)
+		for _, h := range append(hrefs, mine) {
+			fmt.Fprintf(&b, "<d:href>%s</d:href>", strings.ReplaceAll(h, "&", "&amp;"))
+		}
+		b.WriteString(`</c:calendar-multiget>`)
+		for _, at := range []string{"/dav/calendars/alice/personal/", "/dav/calendars/alice/", mine} {
+			resp := e.do("alice", "REPORT", at, b.String(), ct, xmlType)
+			wantStatus(t, resp, http.StatusMultiStatus)
+			body := readAll(t, resp)
+			if s := leaks(body, bobETag); s != "" {
+				t.Fatalf("multiget at %s carries bob's %q:\n%s", at, s, body)
+			}
+			var ms msResp
+			if err := xml.Unmarshal([]byte(body), &ms); err != nil {
+				t.Fatal(err)
+			}
+			if len(ms.Responses) != len(hrefs)+1 {
+				t.Fatalf("multiget at %s: %d responses for %d hrefs", at, len(ms.Responses), len(hrefs)+1)
+			}
+			for _, r := range ms.Responses {
+				if r.Href == mine {
+					if at != mine && (len(r.Propstats) == 0 || ms.prop(mine, nsCalDAV, "calendar-data") == nil) {
+						t.Errorf("multiget at %s: alice's own object not served: %+v", at, r)
+					}
+					continue
+				}
+				if !strings.Contains(r.Status, " 404 ") || len(r.Propstats) != 0 {
+					t.Errorf("multiget at %s: href %q answered %q with %d propstats, want 404 and none", at, r.Href, r.Status, len(r.Propstats))
+				}
+			}
+		}
+		t.Logf("MATRIX isolation: multiget at alice's calendar, home and object with %d hrefs into bob's calendars: each 404, no data", len(hrefs))
+	})
+
+	t.Run("traversal", func(t *testing.T) {
+		e, bobETag := bobEnv(t)
+		// Sanity: a raw request reaches the handler and a readable path
+		// is served, so that the refusals below are the path's doing.
+		if resp, body := dialRaw(t, e).send("GET", bobObject, basic("bob"), ""); resp.StatusCode != http.StatusOK || !strings.Contains(body, bobSummary) {
+			t.Fatalf("raw GET of bob's object as bob: %d", resp.StatusCode)
+		}
+		bob, alice := userState(t, e.store, "bob"), userState(t, e.store, "alice")
+		const a = "/dav/calendars/alice/personal/"
+		spellings := []string{
+			a + "../../bob/personal/secret.ics",
+			a + "%2e%2e/%2e%2e/bob/personal/secret.ics",
+			a + "%2E%2E%2F%2E%2E%2Fbob%2Fpersonal%2Fsecret.ics",
+			a + "..%2f..%2fbob%2fpersonal%2fsecret.ics",
+			a + ".%2e/%2e./bob/personal/secret.ics",
+			a + "%252e%252e/%252e%252e/bob/personal/secret.ics",
+			a + "./../../bob/personal/secret.ics",
+			"/dav/calendars/alice//../bob/personal/secret.ics",
+			"/dav/calendars//bob/personal/secret.ics",
+			"//dav/calendars/bob/personal/secret.ics",
+			"/dav//calendars/bob/personal/secret.ics",
+			a + `..\..\bob\personal\secret.ics`,
+			a + "..%5c..%5cbob%5cpersonal%5csecret.ics",
+			a + "%00/../../bob/personal/secret.ics",
+			a + "secret.ics%00/../../../bob/personal/secret.ics",
+			a + "%c0%ae%c0%ae/%c0%ae%c0%ae/bob/personal/secret.ics",
+			a + "%c0%2e%c0%2e/%c0%2e%c0%2e/bob/personal/secret.ics",
+			"/dav/calendars/alice%c0%af..%c0%afbob/personal/secret.ics",
+			"/dav/calendars/alice;/../bob/personal/secret.ics",
+			"/dav/calendars/bob;alice/personal/secret.ics",
+			a + "..;/..;/bob/personal/secret.ics",
+			a + ".../.../bob/personal/secret.ics",
+			"/dav/calendars/alice./../bob/personal/secret.ics",
+			"/dav/calendars/bob./personal/secret.ics",
+			"/dav/calendars/bob%20/personal/secret.ics",
+			a + "%E2%80%A4%E2%80%A4/%E2%80%A4%E2%80%A4/bob/personal/secret.ics",
+			a + "%EF%BC%8E%EF%BC%8E/%EF%BC%8E%EF%BC%8E/bob/personal/secret.ics",
+			a + "%2e%2e%2f%2e%2e%2fbob/personal/secret.ics",
+			"/dav/./calendars/bob/personal/secret.ics",
+			"/dav/calendars/%61lice/../bob/personal/secret.ics",
+			"/DAV/calendars/bob/personal/secret.ics",
+			"/dav/calendars/BOB/personal/secret.ics",
+			"http://evil.example/dav/calendars/bob/personal/secret.ics",
+			"http://127.0.0.1/dav/calendars/alice/../bob/personal/secret.ics",
+			"http://alice@evil.example/dav/calendars/alice/personal/%2e%2e/%2e%2e/bob/personal/secret.ics",
+			a + "../../bob/personal/secret.ics?x=/../",
+			a + "..%2F..%2F..%2F..%2Fdav%2Fcalendars%2Fbob%2Fpersonal%2Fsecret.ics",
+		}
+		put := event("traversal-uid", "Traversal write", "20240101T100000Z", "20240101T110000Z")
+		statuses := map[int]int{}
+		for _, sp := range spellings {
+			for _, m := range []string{"GET", "PUT", "PROPFIND", "DELETE"} {
+				body, hdr := "", []string{"Depth", "1"}
+				if m == "PUT" {
+					body, hdr = put, []string{ct, icsType}
+				}
+				resp, b := dialRaw(t, e).send(m, sp, basic("alice"), body, hdr...)
+				statuses[resp.StatusCode]++
+				if resp.StatusCode < 400 || resp.StatusCode >= 500 {
+					t.Errorf("%s %q: %d, want 4xx\n%s", m, sp, resp.StatusCode, b)
+				}
+				if s := leaks(b+fmt.Sprint(resp.Header), bobETag); s != "" {
+					t.Errorf("%s %q: the answer carries bob's %q", m, sp, s)
+				}
+				if !reflect.DeepEqual(userState(t, e.store, "bob"), bob) || !reflect.DeepEqual(userState(t, e.store, "alice"), alice) {
+					t.Fatalf("%s %q changed the store", m, sp)
+				}
+			}
+		}
+		t.Logf("MATRIX isolation: %d path traversal spellings x GET/PUT/PROPFIND/DELETE as raw request targets: statuses %v, nothing read or written", len(spellings), statuses)
+	})
+
+	t.Run("odd-usernames", func(t *testing.T) {
+		// The config allows letters, digits, '.', '_' and '-', so "Alice"
+		// and "alice", "a.b" and "ab" are different users; the gateway
+		// itself takes any name without '/', control characters or '\\'.
+		odd := []string{"Alice", "ALICE", "a.b", "ab", "a@b.c", "\u00e5lice", "a\u030alice", " alice", "alice ", "al%69ce", "alice.", "a_b", "a-b"}
+		e := newEnv(t, func(o *Options) {
+			for _, u := range odd {
+				o.Users = append(o.Users, User{Name: u, PasswordHash: o.Users[0].PasswordHash})
+			}
+		})
+		users := append([]string{"alice", "bob"}, odd...)
+		secret := func(u string) string { return fmt.Sprintf("Summary of user [%x]", u) }
+		for _, u := range odd {
+			if _, err := e.store.CreateCalendar(cache.Calendar{User: u, ID: "personal", Components: []string{"VEVENT"}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, u := range users {
+			resp := e.do(u, "PUT", objectHref(u, "personal", "secret.ics"), event(fmt.Sprintf("uid-%x-end", u), secret(u), "20240101T100000Z", "20240101T110000Z"), ct, icsType)
+			wantStatus(t, resp, http.StatusCreated)
+		}
+		before := map[string]fuzzState{}
+		for _, u := range users {
+			before[u] = userState(t, e.store, u)
+		}
+		// spellings returns ways to write a user segment naming v, or
+		// something close to v.
+		spellings := func(v string) []string {
+			var up, low strings.Builder
+			for i := 0; i < len(v); i++ {
+				fmt.Fprintf(&up, "%%%02X", v[i])
+				fmt.Fprintf(&low, "%%%02x", v[i])
+			}
+			return []string{
+				url.PathEscape(v), up.String(), low.String(), url.PathEscape(strings.ToUpper(v)), url.PathEscape(strings.ToLower(v)),
+				url.PathEscape(v + "."), "%20" + url.PathEscape(v), url.PathEscape(v) + "%20", strings.ReplaceAll(url.PathEscape(v), ".", "%2e"),
+				url.QueryEscape(v), url.PathEscape(strings.TrimSpace(v)),
+			}
+		}
+		requests, own, refused := 0, 0, 0
+		for _, u := range users {
+			rc := dialRaw(t, e)
+			for _, v := range users {
+				for _, seg := range spellings(v) {
+					dec, err := url.PathUnescape(seg)
+					for _, r := range []struct{ method, path string }{
+						{"GET", "/dav/calendars/" + seg + "/personal/secret.ics"},
+						{"PROPFIND", "/dav/calendars/" + seg + "/"},
+						{"PROPFIND", "/dav/principals/" + seg + "/"},
+					} {
+						resp, b := rc.send(r.method, r.path, basic(u), "", "Depth", "1")
+						requests++
+						for _, w := range users {
+							if w != u && (strings.Contains(b, secret(w)) || strings.Contains(b, fmt.Sprintf("uid-%x-end", w)) ||
+								strings.Contains(b, homeHref(w)) || strings.Contains(b, principalHref(w))) {
+								t.Fatalf("%q: %s %s carries %q's data:\n%s", u, r.method, r.path, w, b)
+							}
+						}
+						switch {
+						case err == nil && dec == u:
+							own++
+							if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusMultiStatus {
+								t.Errorf("%q: %s %s (its own): %d\n%s", u, r.method, r.path, resp.StatusCode, b)
+							}
+							if r.method == "GET" && !strings.Contains(b, secret(u)) {
+								t.Errorf("%q: GET %s lacks its own data", u, r.path)
+							}
+						case resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusBadRequest:
+							t.Errorf("%q: %s %s (%q): %d, want 404 or 400\n%s", u, r.method, r.path, dec, resp.StatusCode, b)
+						default:
+							refused++
+						}
+					}
+				}
+			}
+		}
+		for _, u := range users {
+			if !reflect.DeepEqual(userState(t, e.store, u), before[u]) {
+				t.Errorf("%q's store changed", u)
+			}
+		}
+		t.Logf("MATRIX isolation: %d users (%q), %d requests with user segments differing in case, encoding, dots and spaces: %d reached the signed-in user's own, %d refused (404/400), none crossed",
+			len(users), users, requests, own, refused)
+	})
+}
