@@ -43,11 +43,15 @@ func Parse(data []byte) (cal *goical.Calendar, err error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, fmt.Errorf("%w: empty body", ErrInvalidData)
 	}
-	if !utf8.Valid(Unfold(data)) {
+	unfolded := Unfold(data)
+	if !utf8.Valid(unfolded) {
 		return nil, fmt.Errorf("%w: text is not UTF-8", ErrInvalidData)
 	}
 	if i := bytes.IndexFunc(data, func(r rune) bool { return r < 0x20 && r != '\r' && r != '\n' && r != '\t' }); i >= 0 {
 		return nil, fmt.Errorf("%w: control character 0x%02x at byte %d", ErrInvalidData, data[i], i)
+	}
+	if tooDeep(unfolded) {
+		return nil, fmt.Errorf("%w: components nested more than %d deep", ErrInvalidData, maxDepth)
 	}
 	dec := goical.NewDecoder(bytes.NewReader(data))
 	cal, err = dec.Decode()
@@ -63,6 +67,35 @@ func Parse(data []byte) (cal *goical.Calendar, err error) {
 		return nil, fmt.Errorf("%w: data after END:VCALENDAR", ErrInvalidData)
 	}
 	return cal, nil
+}
+
+// maxDepth caps the nesting of components (VCALENDAR > VEVENT > VALARM
+// is 3). The go-ical decoder recurses once per level, so a body of
+// nothing but BEGIN lines would otherwise grow the stack with its size.
+const maxDepth = 16
+
+// tooDeep reports whether the BEGIN lines of unfolded data nest deeper
+// than maxDepth.
+func tooDeep(unfolded []byte) bool {
+	depth := 0
+	for line := range bytes.Lines(unfolded) {
+		switch {
+		case contentName(line, "BEGIN"):
+			if depth++; depth > maxDepth {
+				return true
+			}
+		case contentName(line, "END"):
+			depth--
+		}
+	}
+	return false
+}
+
+// contentName reports whether line is a content line named name (in any
+// case), followed by its parameters or value.
+func contentName(line []byte, name string) bool {
+	return len(line) > len(name) && bytes.EqualFold(line[:len(name)], []byte(name)) &&
+		(line[len(name)] == ':' || line[len(name)] == ';')
 }
 
 // Unfold joins folded content lines (RFC 5545 §3.1): every CRLF or LF

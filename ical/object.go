@@ -55,6 +55,9 @@ func (z *Zones) Inspect(cal *goical.Calendar) (Info, error) {
 		if uid == nil || strings.TrimSpace(uid.Value) == "" {
 			return info, fmt.Errorf("%w: %s without UID", ErrInvalidObject, c.Name)
 		}
+		if len(c.Props[goical.PropUID]) > 1 {
+			return info, fmt.Errorf("%w: %s with more than one UID property", ErrInvalidObject, c.Name)
+		}
 		if info.UID == "" {
 			info.UID = uid.Value
 		} else if uid.Value != info.UID {
