@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/xml"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -181,10 +182,10 @@ func (h *Handler) expandData(cal *goical.Calendar, data []byte, start, end time.
 
 // instanceComponent is one expanded instance as a component of its own.
 func instanceComponent(inst ical.Instance) *goical.Component {
-	c := cloneComponent(inst.Comp)
-	for _, n := range []string{goical.PropRecurrenceRule, goical.PropRecurrenceDates, goical.PropExceptionDates, "EXRULE", goical.PropRecurrenceID} {
-		c.Props.Del(n)
-	}
+	// The recurrence properties are left out of the copy rather than
+	// deleted from it: a master with thousands of RDATE or EXDATE lines
+	// would otherwise be copied whole for every instance.
+	c := cloneComponent(inst.Comp, goical.PropRecurrenceRule, goical.PropRecurrenceDates, goical.PropExceptionDates, "EXRULE", goical.PropRecurrenceID)
 	setTime := func(name string, t time.Time) {
 		p := goical.NewProp(name)
 		if inst.Date {
@@ -210,9 +211,14 @@ func instanceComponent(inst ical.Instance) *goical.Component {
 	return c
 }
 
-func cloneComponent(c *goical.Component) *goical.Component {
+// cloneComponent returns a deep copy of c without its properties named
+// in drop (its children are copied whole).
+func cloneComponent(c *goical.Component, drop ...string) *goical.Component {
 	out := goical.NewComponent(c.Name)
 	for name, props := range c.Props {
+		if slices.Contains(drop, name) {
+			continue
+		}
 		cp := make([]goical.Prop, len(props))
 		for i, p := range props {
 			params := make(goical.Params, len(p.Params))
