@@ -64,17 +64,20 @@ func (a *authenticator) authenticate(r *http.Request) (string, error) {
 	if !ok {
 		return "", errf(http.StatusUnauthorized, "sign in with HTTP Basic authentication")
 	}
-	key := credKey(user, pass)
 	now := a.now()
+	// The limit comes before the remembered credentials: otherwise,
+	// during a lockout, a guess would still be told right (a remembered
+	// password) from wrong (429).
+	addr := clientAddr(r, a.trusted)
+	if !a.allow("u:"+user, now) || !a.allow("a:"+addr, now) {
+		return "", errf(http.StatusTooManyRequests, "too many failed sign-ins; wait and try again")
+	}
+	key := credKey(user, pass)
 	a.mu.Lock()
 	exp, hit := a.verified[key]
 	a.mu.Unlock()
 	if hit && now.Before(exp) {
 		return user, nil
-	}
-	addr := clientAddr(r, a.trusted)
-	if !a.allow("u:"+user, now) || !a.allow("a:"+addr, now) {
-		return "", errf(http.StatusTooManyRequests, "too many failed sign-ins; wait and try again")
 	}
 	hash, known := a.hashes[user]
 	if !known {

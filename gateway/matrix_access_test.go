@@ -2,15 +2,18 @@ package gateway
 
 import (
 	"bufio"
+	"encoding/base64"
 	"encoding/xml"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -555,5 +558,215 @@ func TestMatrixIsolation(t *testing.T) {
 		}
 		t.Logf("MATRIX isolation: %d users (%q), %d requests with user segments differing in case, encoding, dots and spaces: %d reached the signed-in user's own, %d refused (404/400), none crossed",
 			len(users), users, requests, own, refused)
+	})
+}
+
+// fakeClock drives the authenticator's rate limiter.
+type fakeClock struct{ ns atomic.Int64 }
+
+func useFakeClock(e *env) *fakeClock {
+	c := &fakeClock{}
+	c.ns.Store(time.Now().UnixNano())
+	e.h.auth.now = func() time.Time { return time.Unix(0, c.ns.Load()) }
+	return c
+}
+
+func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// login sends PROPFIND /dav/ as user with pass from the client address
+// xff (behind the trusted proxy 127.0.0.1) and returns the status.
+func login(e *env, path, user, pass, xff string) int {
+	e.t.Helper()
+	rc := dialRaw(e.t, e)
+	method := "PROPFIND"
+	if path == "/" {
+		method = "GET"
+	}
+	r, _ := http.NewRequest("GET", "/", nil)
+	r.SetBasicAuth(user, pass)
+	resp, _ := rc.send(method, path, r.Header.Get("Authorization"), "", "Depth", "0", "X-Forwarded-For", xff)
+	return resp.StatusCode
+}
+
+// TestMatrixAuth: failed sign-ins are limited per user and per client
+// address after a burst, and then even the right password is refused
+// until the window passes (also when the password was verified and
+// remembered before); every request on a keep-alive connection is
+// authenticated on its own; malformed Authorization headers are 401s.
+func TestMatrixAuth(t *testing.T) {
+	trusted := func(o *Options) { o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} }
+
+	t.Run("per-user", func(t *testing.T) {
+		e := newEnv(t, trusted)
+		clock := useFakeClock(e)
+		if code := login(e, "/dav/", "alice", testPassword, "198.51.100.1"); code != http.StatusMultiStatus {
+			t.Fatalf("alice's first sign-in: %d", code)
+		}
+		burst := 0
+		for i := range 100 {
+			// A new address each time: only alice's own limiter can trip.
+			code := login(e, "/dav/", "alice", fmt.Sprintf("wrong%d", i), fmt.Sprintf("203.0.113.%d", i+1))
+			if code == http.StatusTooManyRequests {
+				break
+			}
+			if code != http.StatusUnauthorized {
+				t.Fatalf("wrong password %d: %d", i, code)
+			}
+			burst++
+		}
+		if burst == 100 {
+			t.Fatal("100 wrong passwords for alice and no 429")
+		}
+		for _, p := range []string{"/dav/", "/"} {
+			if code := login(e, p, "alice", testPassword, "192.0.2.7"); code != http.StatusTooManyRequests {
+				t.Errorf("alice's right password (remembered from before) at %s during the lockout: %d, want 429", p, code)
+			}
+		}
+		if code := login(e, "/dav/", "bob", testPassword, "192.0.2.7"); code != http.StatusMultiStatus {
+			t.Errorf("bob from the same address during alice's lockout: %d, want 207", code)
+		}
+		clock.advance(failureEvery / 2)
+		if code := login(e, "/dav/", "alice", testPassword, "192.0.2.7"); code != http.StatusTooManyRequests {
+			t.Errorf("alice after half the window: %d, want 429", code)
+		}
+		clock.advance(failureEvery / 2)
+		if code := login(e, "/dav/", "alice", testPassword, "192.0.2.7"); code != http.StatusMultiStatus {
+			t.Errorf("alice after the window: %d, want 207", code)
+		}
+		after := []int{login(e, "/dav/", "alice", "wrong-again", "192.0.2.8"), login(e, "/dav/", "alice", "wrong-again2", "192.0.2.9")}
+		if after[0] != http.StatusUnauthorized || after[1] != http.StatusTooManyRequests {
+			t.Errorf("two wrong passwords after the window: %v, want [401 429] (one attempt per %v)", after, failureEvery)
+		}
+		t.Logf("MATRIX auth: per user: burst of %d wrong passwords (401), then 429 even for the right password (remembered or not) at /dav/ and /, "+
+			"bob unaffected; after %v one more attempt", burst, failureEvery)
+	})
+
+	t.Run("per-address", func(t *testing.T) {
+		e := newEnv(t, trusted)
+		clock := useFakeClock(e)
+		if code := login(e, "/dav/", "bob", testPassword, "192.0.2.50"); code != http.StatusMultiStatus {
+			t.Fatalf("bob's first sign-in: %d", code)
+		}
+		burst := 0
+		for i := range 100 {
+			code := login(e, "/dav/", fmt.Sprintf("guess%d", i), "wrong", "192.0.2.50")
+			if code == http.StatusTooManyRequests {
+				break
+			}
+			if code != http.StatusUnauthorized {
+				t.Fatalf("guess %d: %d", i, code)
+			}
+			burst++
+		}
+		if burst == 100 {
+			t.Fatal("100 failed sign-ins from one address and no 429")
+		}
+		if code := login(e, "/dav/", "bob", testPassword, "192.0.2.50"); code != http.StatusTooManyRequests {
+			t.Errorf("bob's right password (remembered from before) from the locked address: %d, want 429", code)
+		}
+		if code := login(e, "/dav/", "bob", testPassword, "192.0.2.51"); code != http.StatusMultiStatus {
+			t.Errorf("bob from another address: %d, want 207", code)
+		}
+		clock.advance(failureEvery)
+		if code := login(e, "/dav/", "bob", testPassword, "192.0.2.50"); code != http.StatusMultiStatus {
+			t.Errorf("bob from the address after the window: %d, want 207", code)
+		}
+		t.Logf("MATRIX auth: per address: burst of %d failed sign-ins (distinct unknown users), then 429 for every user from that address until %v passed; other addresses unaffected", burst, failureEvery)
+	})
+
+	t.Run("keep-alive", func(t *testing.T) {
+		e, _ := bobEnv(t)
+		rc := dialRaw(t, e)
+		mine := "/dav/calendars/alice/personal/mine.ics"
+		steps := []struct {
+			name, method, path, auth string
+			want                     int
+			mustHave, mustLack       string
+		}{
+			{"alice signed in", "GET", mine, basic("alice"), http.StatusOK, "Alice's own", bobSummary},
+			{"no credentials", "GET", mine, "", http.StatusUnauthorized, "", "Alice's own"},
+			{"no credentials, PROPFIND", "PROPFIND", "/dav/calendars/alice/personal/", "", http.StatusUnauthorized, "", "mine.ics"},
+			{"bob on alice's object", "GET", mine, basic("bob"), http.StatusNotFound, "", "Alice's own"},
+			{"bob on his own", "GET", bobObject, basic("bob"), http.StatusOK, bobSummary, "Alice's own"},
+			{"wrong password after bob", "GET", bobObject, "Basic " + base64.StdEncoding.EncodeToString([]byte("bob:wrong")), http.StatusUnauthorized, "", bobSummary},
+			{"no credentials after bob", "GET", bobObject, "", http.StatusUnauthorized, "", bobSummary},
+			{"alice again", "PROPFIND", "/dav/calendars/alice/personal/", basic("alice"), http.StatusMultiStatus, "mine.ics", "secret.ics"},
+		}
+		for _, s := range steps {
+			resp, b := rc.send(s.method, s.path, s.auth, "", "Depth", "1")
+			if resp.StatusCode != s.want || (s.mustHave != "" && !strings.Contains(b, s.mustHave)) || strings.Contains(b, s.mustLack) {
+				t.Errorf("%s: %s %s on the shared connection: %d, want %d\n%s", s.name, s.method, s.path, resp.StatusCode, s.want, b)
+			}
+			if resp.Close {
+				t.Fatalf("%s: the server closed the connection; the rest would not test keep-alive", s.name)
+			}
+		}
+		// Pipelined: the requests are written at once, then answered in order.
+		var all strings.Builder
+		for _, auth := range []string{basic("alice"), "", basic("bob"), ""} {
+			fmt.Fprintf(&all, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n", mine)
+			if auth != "" {
+				fmt.Fprintf(&all, "Authorization: %s\r\n", auth)
+			}
+			all.WriteString("\r\n")
+		}
+		rc.c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(rc.c, all.String()); err != nil {
+			t.Fatal(err)
+		}
+		var got []int
+		for range 4 {
+			resp, b := rc.read("GET", mine)
+			got = append(got, resp.StatusCode)
+			if resp.StatusCode != http.StatusOK && strings.Contains(b, "Alice's own") {
+				t.Errorf("pipelined %d carries alice's data", resp.StatusCode)
+			}
+		}
+		if !slices.Equal(got, []int{200, 401, 404, 401}) {
+			t.Errorf("pipelined alice, none, bob, none: %v, want [200 401 404 401]", got)
+		}
+		t.Logf("MATRIX auth: one keep-alive connection, %d requests switching between alice, none, bob and a wrong password, then 4 pipelined: each authenticated on its own", len(steps))
+	})
+
+	t.Run("malformed-authorization", func(t *testing.T) {
+		e := newEnv(t)
+		b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+		cases := []string{
+			"Basic", "Basic ", "Basic  " + b64("alice:"+testPassword), "Basic !!!not-base64!!!", "Basic " + b64("alice"+testPassword),
+			"Basic " + b64(":"+testPassword), "Basic " + b64("alice:"), "Basic " + b64(":"), "Basic " + b64("alice:" + testPassword)[:10],
+			"Basic " + base64.RawStdEncoding.EncodeToString([]byte("alice:"+testPassword+"x")), "Basic " + base64.URLEncoding.EncodeToString([]byte("alice:\xff\xfe"+testPassword)),
+			"Basic " + b64("alice\x00:"+testPassword), "Basic " + b64("alice :"+testPassword), "Basic " + b64("ALICE:"+testPassword),
+			"Basic " + b64("\xff\xfe:\xfd"), "Bearer " + testPassword, "Bearer " + b64("alice:"+testPassword), "Digest username=\"alice\", response=\"x\"",
+			"Negotiate YIIB", b64("alice:" + testPassword), "alice:" + testPassword, "Basic " + strings.Repeat("A", 60000),
+			"Basic " + b64(strings.Repeat("a", 40000)+":"+testPassword), "Basic " + b64("alice:"+strings.Repeat("p", 40000)),
+			"Basic " + b64("alice:"+testPassword) + " trailing", "Basic\t" + b64("alice:"+testPassword),
+		}
+		statuses := map[int]int{}
+		rc := dialRaw(t, e)
+		for i, auth := range cases {
+			resp, b := rc.send("PROPFIND", "/dav/calendars/alice/", auth, "", "Depth", "1")
+			statuses[resp.StatusCode]++
+			if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusTooManyRequests {
+				t.Errorf("case %d (%.60q): %d, want 401\n%.300s", i, auth, resp.StatusCode, b)
+			}
+			if resp.StatusCode == http.StatusUnauthorized && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic ") {
+				t.Errorf("case %d: 401 without a Basic challenge", i)
+			}
+			if resp.Close {
+				rc = dialRaw(t, e)
+			}
+		}
+		// Two Authorization headers, and one too large for the server.
+		resp, _ := rc.send("PROPFIND", "/dav/calendars/alice/", "Basic "+b64("bob:wrong"), "", "Depth", "0", "Authorization", basic("alice"))
+		statuses[resp.StatusCode]++
+		if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusTooManyRequests {
+			t.Errorf("two Authorization headers (wrong first): %d", resp.StatusCode)
+		}
+		resp, _ = dialRaw(t, e).send("PROPFIND", "/dav/calendars/alice/", "Basic "+strings.Repeat("A", 2<<20), "", "Depth", "0")
+		statuses[resp.StatusCode]++
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("2 MiB Authorization header: %d, want 431", resp.StatusCode)
+		}
+		t.Logf("MATRIX auth: %d malformed Authorization headers (no colon, bad base64, empty user or password, Bearer, Digest, 60 KB, 2 MiB, two headers): statuses %v, no 2xx, no 5xx", len(cases)+2, statuses)
 	})
 }
