@@ -2,9 +2,9 @@ package main
 
 // End-to-end interoperability tests: the calgate binary runs as a real
 // process on 127.0.0.1 over a real store, and real clients talk to it
-// (python3-caldav, vdirsyncer, go-webdav's caldav.Client). The crash test
-// kills the process with SIGKILL under concurrent writes and checks that
-// every acknowledged write survived.
+// (python3-caldav, vdirsyncer, go-webdav's caldav.Client). The crash
+// tests, which kill the process with SIGKILL under concurrent writes, are
+// in matrix_crash_test.go.
 
 import (
 	"bytes"
@@ -961,175 +961,9 @@ func sorted(s []string) []string {
 	return s
 }
 
-// ackedPut is a PUT calgate answered 201 to.
+// ackedPut is a write calgate acknowledged (or an object as it serves
+// it): the ETag and the bytes.
 type ackedPut struct {
 	etag string
 	body []byte
-}
-
-// Bounds of one write phase of TestCrashDurability.
-const (
-	crashWriters  = 8
-	crashAcksKill = 320 // acknowledged writes in a round before SIGKILL
-	crashMaxPuts  = 2000
-	crashMaxTime  = 10 * time.Second
-)
-
-// TestCrashDurability kills calgate with SIGKILL while 8 writers PUT, three
-// times over, and checks after each restart that every write calgate
-// acknowledged is there with its ETag and bytes, and that nothing else is.
-func TestCrashDurability(t *testing.T) {
-	config := writeCalgateConfig(t, t.TempDir())
-	acked := make(map[string]ackedPut)  // path -> what calgate acknowledged
-	inflight := make(map[string][]byte) // path -> body of a PUT cut off by the kill
-
-	for round := 1; round <= 3; round++ {
-		srv := startCalgate(t, config)
-		verifyDurable(t, srv, acked, inflight)
-		if t.Failed() {
-			return
-		}
-		writeUntilKilled(t, srv, round, acked, inflight)
-		if t.Failed() {
-			return
-		}
-	}
-	// The store opens cleanly after the last kill, holds everything, and
-	// the server still shuts down cleanly.
-	srv := startCalgate(t, config)
-	verifyDurable(t, srv, acked, inflight)
-	srv.stop(t)
-	t.Logf("%d acknowledged writes survived 3 kills; %d writes were cut off", len(acked), len(inflight))
-}
-
-// writeUntilKilled runs crashWriters concurrent writers of new objects and
-// SIGKILLs calgate once crashAcksKill of them were acknowledged in this
-// round, while the writers are still writing. It adds the acknowledged
-// writes to acked and the unanswered ones to inflight.
-func writeUntilKilled(t *testing.T, srv *calgateProcess, round int, acked map[string]ackedPut, inflight map[string][]byte) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), crashMaxTime)
-	defer cancel()
-
-	var (
-		mu        sync.Mutex // protects the variables below, acked and inflight
-		puts      int
-		roundAcks int
-		failures  []string
-		reached   = make(chan struct{})
-	)
-	// Padding makes each write a realistic size, not a few bytes.
-	pad := "DESCRIPTION:" + strings.Repeat("durability ", 60)
-	var wg sync.WaitGroup
-	for w := range crashWriters {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				mu.Lock()
-				if puts >= crashMaxPuts || ctx.Err() != nil {
-					mu.Unlock()
-					return
-				}
-				puts++
-				path := fmt.Sprintf("%scrash-r%d-w%d-%04d.ics", personalPath, round, w, i)
-				body := eventICS(fmt.Sprintf("crash-r%d-w%d-%04d@calgate.test", round, w, i),
-					fmt.Sprintf("Round %d writer %d write %d", round, w, i),
-					time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i)*time.Hour), pad)
-				inflight[path] = body
-				mu.Unlock()
-
-				resp, _, err := srv.do(ctx, http.MethodPut, path, body, http.Header{
-					"Content-Type":  {"text/calendar; charset=utf-8"},
-					"If-None-Match": {"*"},
-				})
-				if err != nil {
-					return // the server is gone, or time is up
-				}
-				mu.Lock()
-				if resp.StatusCode != http.StatusCreated || resp.Header.Get("ETag") == "" {
-					failures = append(failures, fmt.Sprintf("PUT %s: %s, ETag %q", path, resp.Status, resp.Header.Get("ETag")))
-					mu.Unlock()
-					return
-				}
-				delete(inflight, path)
-				acked[path] = ackedPut{etag: resp.Header.Get("ETag"), body: body}
-				roundAcks++
-				if roundAcks == crashAcksKill {
-					close(reached)
-				}
-				mu.Unlock()
-			}
-		})
-	}
-
-	select {
-	case <-reached:
-	case <-ctx.Done():
-	}
-	srv.kill(t)
-	wg.Wait()
-
-	mu.Lock()
-	defer mu.Unlock()
-	for _, f := range failures {
-		t.Error(f)
-	}
-	if roundAcks < crashAcksKill {
-		t.Errorf("round %d: only %d of %d PUTs acknowledged within %v before the kill:\n%s",
-			round, roundAcks, puts, crashMaxTime, srv.logs.String())
-	}
-	t.Logf("round %d: %d PUTs sent, %d acknowledged, killed with %d acknowledged in this round",
-		round, puts, roundAcks, crashAcksKill)
-}
-
-// verifyDurable checks that the restarted calgate serves every
-// acknowledged object with its ETag and bytes, that a write cut off by the
-// kill is either absent or whole, and that the calendar holds nothing else.
-func verifyDurable(t *testing.T, srv *calgateProcess, acked map[string]ackedPut, inflight map[string][]byte) {
-	t.Helper()
-	if logs := srv.logs.String(); strings.Contains(logs, "level=ERROR") {
-		t.Errorf("calgate logged an error opening the store after a kill:\n%s", logs)
-	}
-	for _, path := range slices.Sorted(maps.Keys(acked)) {
-		want := acked[path]
-		resp, body := srv.mustDo(t, http.MethodGet, path, nil, nil)
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("GET %s (acknowledged): %s", path, resp.Status)
-			continue
-		}
-		if etag := resp.Header.Get("ETag"); etag != want.etag {
-			t.Errorf("GET %s: ETag %q, acknowledged %q", path, etag, want.etag)
-		}
-		if !bytes.Equal(body, want.body) {
-			t.Errorf("GET %s: body differs from the acknowledged one:\n%s", path, body)
-		}
-	}
-	for path, sent := range inflight {
-		resp, body := srv.mustDo(t, http.MethodGet, path, nil, nil)
-		switch {
-		case resp.StatusCode == http.StatusNotFound:
-		case resp.StatusCode == http.StatusOK && bytes.Equal(body, sent):
-		default:
-			t.Errorf("GET %s (cut off by the kill): %s, want 404 or the whole body:\n%s", path, resp.Status, body)
-		}
-	}
-	objs := srv.calendarObjects(t, personalPath)
-	for _, o := range objs {
-		href := o.Href
-		if i := strings.Index(href, "/dav/"); i > 0 {
-			href = href[i:] // an absolute URL
-		}
-		if _, ok := acked[href]; ok {
-			continue
-		}
-		if _, ok := inflight[href]; ok {
-			continue
-		}
-		t.Errorf("the calendar lists %s, which was never written", o.Href)
-	}
-	if len(objs) < len(acked) {
-		t.Errorf("the calendar lists %d objects, %d were acknowledged", len(objs), len(acked))
-	}
-	if t.Failed() {
-		t.Logf("calgate log:\n%s", srv.logs.String())
-	}
 }
