@@ -1,16 +1,24 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"reflect"
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -403,5 +411,210 @@ func TestMatrixPathologicalRecurrence(t *testing.T) {
 		durs[len(durs)*99/100].Round(time.Millisecond), durs[len(durs)/2].Round(time.Millisecond), base, after)
 	for _, w := range whole {
 		t.Logf("MATRIX pathological-recurrence: all objects at once: %s", w)
+	}
+}
+
+// countListener counts the bytes the server reads from each connection it
+// accepts.
+type countListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns []*countConn
+}
+
+type countConn struct {
+	net.Conn
+	n atomic.Int64
+	// answered is n when the server began to write its answer (-1: not yet).
+	answered atomic.Int64
+}
+
+func (c *countConn) Write(p []byte) (int, error) {
+	c.answered.CompareAndSwap(-1, c.n.Load())
+	return c.Conn.Write(p)
+}
+
+func (c *countConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// CloseWrite lets the server half-close the connection (it sends its FIN
+// before it closes a connection whose request body it did not read).
+func (c *countConn) CloseWrite() error { return c.Conn.(*net.TCPConn).CloseWrite() }
+
+func (l *countListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	cc := &countConn{Conn: c}
+	cc.answered.Store(-1)
+	l.mu.Lock()
+	l.conns = append(l.conns, cc)
+	l.mu.Unlock()
+	return cc, nil
+}
+
+// last returns the connection accepted last.
+func (l *countListener) last() *countConn {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.conns[len(l.conns)-1]
+}
+
+// rawExchange sends head and then body over a new connection to addr,
+// never sending anything more (the rest of the body the head announces
+// stays unsent), and reads the response. served is called once the whole
+// response is in. With waitClose it then reports whether the server
+// closed the connection.
+func rawExchange(t *testing.T, addr, method, path, head string, body []byte, hang time.Duration, served func(), waitClose bool) (*http.Response, bool) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(hang))
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		// Errors are expected: the server may close while this writes.
+		if _, err := conn.Write([]byte(head)); err == nil {
+			conn.Write(body)
+		}
+	})
+	defer wg.Wait()
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, &http.Request{Method: method, URL: &url.URL{Path: path}})
+	if err != nil {
+		t.Fatalf("%s %s: no response while the body was incomplete: %v", method, path, err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the response body: %v", method, path, err)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	served()
+	if !waitClose {
+		return resp, false
+	}
+	// The server closes a connection whose request body it did not read
+	// (with a reset if unread bytes are left in its socket buffer).
+	_, err = br.ReadByte()
+	var ne net.Error
+	return resp, err != nil && !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// chunked encodes b as chunks of at most 16 KiB, without the last chunk.
+func chunked(b []byte) []byte {
+	var out bytes.Buffer
+	for len(b) > 0 {
+		n := min(len(b), 16<<10)
+		fmt.Fprintf(&out, "%x\r\n", n)
+		out.Write(b[:n])
+		out.WriteString("\r\n")
+		b = b[n:]
+	}
+	return out.Bytes()
+}
+
+// TestMatrixSizeCaps sends bodies larger than MaxResourceSize to PUT and
+// to the XML methods over raw connections that never send the whole body:
+// announced by Content-Length (with and without Expect: 100-continue),
+// the 413 must come after at most a prefix; chunked, after the server
+// read at most the cap and a little. Each answer carries
+// CALDAV:max-resource-size, and nothing is stored.
+func TestMatrixSizeCaps(t *testing.T) {
+	const maxSize = 256 << 10
+	const hang = 10 * time.Second
+	e := newEnv(t, func(o *Options) { o.MaxResourceSize = maxSize })
+	srv := httptest.NewUnstartedServer(e.h)
+	cl := &countListener{Listener: srv.Listener}
+	srv.Listener = cl
+	srv.Start()
+	t.Cleanup(srv.Close)
+	addr := srv.Listener.Addr().String()
+	before := fuzzSnapshot(t, e.store)
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:"+testPassword))
+
+	ics := []byte(strings.Replace(event("big", "big", "20240101T100000Z", "20240101T110000Z"), "SUMMARY:big", "SUMMARY:"+strings.Repeat("x", 4*maxSize), 1))
+	xmlBody := func(open, close string) []byte {
+		return []byte(open + strings.Repeat(" ", 4*maxSize) + close)
+	}
+	const pf = `<d:propfind xmlns:d="DAV:"><d:prop><d:getetag/></d:prop>`
+	const q = `<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/></d:prop>`
+	const pp = `<d:propertyupdate xmlns:d="DAV:"><d:set><d:prop><d:displayname>`
+	const mk = `<c:mkcalendar xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:set><d:prop><d:displayname>`
+	requests := []struct {
+		method, path, ctype string
+		body                []byte
+	}{
+		{"PUT", "/dav/calendars/alice/personal/big.ics", icsType, ics},
+		{"PROPFIND", "/dav/calendars/alice/personal/", xmlType, xmlBody(pf, `</d:propfind>`)},
+		{"REPORT", "/dav/calendars/alice/personal/", xmlType, xmlBody(q, `</c:calendar-query>`)},
+		{"PROPPATCH", "/dav/calendars/alice/personal/", xmlType, xmlBody(pp, `</d:displayname></d:prop></d:set></d:propertyupdate>`)},
+		{"MKCALENDAR", "/dav/calendars/alice/big/", xmlType, xmlBody(mk, `</d:displayname></d:prop></d:set></c:mkcalendar>`)},
+	}
+	const prefix = 64 << 10 // what is sent of a body announced by Content-Length
+	var lines []string
+	cases := 0
+	var maxDur time.Duration
+	for _, r := range requests {
+		for _, mode := range []string{"content-length", "expect-100", "chunked"} {
+			t.Run(r.method+" "+mode, func(t *testing.T) {
+				cases++
+				head := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: %s\r\nAuthorization: %s\r\nContent-Type: %s\r\nDepth: 0\r\n", r.method, r.path, addr, auth, r.ctype)
+				var send []byte
+				switch mode {
+				case "content-length":
+					head += fmt.Sprintf("Content-Length: %d\r\n\r\n", len(r.body))
+					send = r.body[:prefix]
+				case "expect-100":
+					head += fmt.Sprintf("Content-Length: %d\r\nExpect: 100-continue\r\n\r\n", len(r.body))
+				case "chunked":
+					// A little more than the cap is sent, so the server can hit
+					// it; the rest of the body and its last chunk never are.
+					head += "Transfer-Encoding: chunked\r\n\r\n"
+					send = chunked(r.body[:maxSize+prefix])
+				}
+				var d time.Duration
+				var read int64
+				t0 := time.Now()
+				// A chunked body has no announced end: after its answer the
+				// server reads on (up to 256 KiB, net/http's drain) for a
+				// chance to reuse the connection, so only the others are
+				// watched until the server closes.
+				resp, closed := rawExchange(t, addr, r.method, r.path, head, send, hang, func() {
+					d, read = time.Since(t0), cl.last().answered.Load()-int64(len(head))
+				}, mode != "chunked")
+				maxDur = max(maxDur, d)
+				if d > hang {
+					t.Errorf("413 after %v (hang bound %v)", d, hang)
+				}
+				if resp.StatusCode == http.StatusContinue {
+					t.Fatalf("server sent 100 Continue for a body over the cap")
+				}
+				wantPrecondition(t, resp, http.StatusRequestEntityTooLarge, nsCalDAV, "max-resource-size")
+				// Before answering, the server read at most the cap, the
+				// chunk framing and one buffer (4 KiB) beyond.
+				if limit := int64(maxSize + 8<<10); read > limit {
+					t.Errorf("server read %d body bytes before answering, more than %d", read, limit)
+				}
+				if mode != "chunked" && !closed {
+					t.Errorf("server kept the connection open after refusing an unread body")
+				}
+				lines = append(lines, fmt.Sprintf("%s %s: 413 after %v; the server had read %d of the %d body bytes (%d sent) when it answered",
+					r.method, mode, d.Round(time.Microsecond), max(read, 0), len(r.body), len(send)))
+			})
+		}
+	}
+	matrixUnchanged(t, e, before, "requests over the size cap")
+	// Still serving.
+	wantStatus(t, e.do("alice", "PUT", "/dav/calendars/alice/personal/small.ics", event("small", "s", "20240101T100000Z", "20240101T110000Z"), ct, icsType), http.StatusCreated)
+	t.Logf("MATRIX size-caps: %d cases (5 methods x Content-Length, Expect: 100-continue, chunked), cap %d bytes, all 413 max-resource-size; max duration %v",
+		cases, maxSize, maxDur.Round(time.Microsecond))
+	for _, l := range lines {
+		t.Logf("MATRIX size-caps: %s", l)
 	}
 }

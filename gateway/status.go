@@ -181,7 +181,7 @@ func (h *Handler) serveStatus(w http.ResponseWriter, r *http.Request) string {
 // resolveFromPage handles POST /status/conflicts (fields cal, name, seq,
 // etag, keep=mine|upstream, csrf) and redirects to the page (303).
 func (h *Handler) resolveFromPage(w http.ResponseWriter, r *http.Request, user, nonce string) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxStatusForm)
+	r.Body = http.MaxBytesReader(serverWriter(w), r.Body, maxStatusForm)
 	if err := r.ParseForm(); err != nil {
 		status := http.StatusBadRequest
 		var mb *http.MaxBytesError

@@ -300,7 +300,7 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	if r.ContentLength > h.maxSize {
 		return nil, tooBig
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxSize))
+	body, err := io.ReadAll(http.MaxBytesReader(serverWriter(w), r.Body, h.maxSize))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -309,6 +309,22 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 		return nil, errf(http.StatusBadRequest, "reading request body: %v", err)
 	}
 	return body, nil
+}
+
+// serverWriter unwraps w down to the server's own ResponseWriter. Only
+// that one learns from http.MaxBytesReader that the limit was hit, and
+// then closes the connection after the answer; through a wrapper (such
+// as statusWriter) the server would first try to read up to 256 KiB more
+// of the refused body, and a chunked body that stops there held the 413
+// back until the client gave up.
+func serverWriter(w http.ResponseWriter) http.ResponseWriter {
+	for {
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return w
+		}
+		w = u.Unwrap()
+	}
 }
 
 // nameList decodes the children of an element as a list of names
