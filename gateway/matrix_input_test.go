@@ -618,3 +618,140 @@ func TestMatrixSizeCaps(t *testing.T) {
 		t.Logf("MATRIX size-caps: %s", l)
 	}
 }
+
+// hostileXMLMethods are the XML requests of TestMatrixHostileXML: a
+// valid body of each is open + inside + close, where inside goes into a
+// DAV:prop element.
+var hostileXMLMethods = []struct{ name, method, path, open, close string }{
+	{"PROPFIND", "PROPFIND", "/dav/calendars/alice/personal/",
+		`<d:propfind xmlns:d="DAV:"><d:prop>`, `<d:getetag/></d:prop></d:propfind>`},
+	{"calendar-query", "REPORT", "/dav/calendars/alice/personal/",
+		`<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop>`,
+		`<d:getetag/></d:prop><c:filter><c:comp-filter name="VCALENDAR"/></c:filter></c:calendar-query>`},
+	{"calendar-multiget", "REPORT", "/dav/calendars/alice/personal/",
+		`<c:calendar-multiget xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop>`,
+		`<d:getetag/></d:prop><d:href>/dav/calendars/alice/personal/exist.ics</d:href></c:calendar-multiget>`},
+	{"sync-collection", "REPORT", "/dav/calendars/alice/personal/",
+		`<d:sync-collection xmlns:d="DAV:"><d:sync-token/><d:sync-level>1</d:sync-level><d:prop>`,
+		`<d:getetag/></d:prop></d:sync-collection>`},
+	{"PROPPATCH", "PROPPATCH", "/dav/calendars/alice/personal/",
+		`<d:propertyupdate xmlns:d="DAV:"><d:set><d:prop>`, `<d:displayname>renamed</d:displayname></d:prop></d:set></d:propertyupdate>`},
+	{"MKCALENDAR", "MKCALENDAR", "/dav/calendars/alice/hostile/",
+		`<c:mkcalendar xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:set><d:prop>`,
+		`<d:displayname>new</d:displayname></d:prop></d:set></c:mkcalendar>`},
+}
+
+// TestMatrixHostileXML sends XML bombs, external entities and DTDs
+// (pointing at a listener the test owns), deep nesting and huge
+// attributes in the bodies of PROPFIND, REPORT (calendar-query,
+// calendar-multiget, sync-collection), PROPPATCH and MKCALENDAR. Each is
+// refused with 400 (413 over the size cap), the owned listener is never
+// contacted, and nothing in the store changes.
+func TestMatrixHostileXML(t *testing.T) {
+	const maxSize = 4 << 20
+	const hang = 10 * time.Second
+	e := newEnv(t, func(o *Options) { o.MaxResourceSize = maxSize })
+	wantStatus(t, e.do("alice", "PUT", "/dav/calendars/alice/personal/exist.ics", event("exist", "x", "20240101T100000Z", "20240101T110000Z"), ct, icsType), http.StatusCreated)
+	// The target of every external reference: any connection to it is a failure.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var contacted atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			contacted.Add(1)
+			c.Close()
+		}
+	})
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	ext := "http://" + ln.Addr().String()
+	before := fuzzSnapshot(t, e.store)
+
+	var laughs strings.Builder
+	laughs.WriteString(`<!DOCTYPE lolz [<!ENTITY lol0 "lol">`)
+	for i := 1; i <= 9; i++ {
+		fmt.Fprintf(&laughs, `<!ENTITY lol%d "%s">`, i, strings.Repeat(fmt.Sprintf("&lol%d;", i-1), 10))
+	}
+	laughs.WriteString(`]>`)
+	manyAttrs := new(strings.Builder)
+	manyAttrs.WriteString("<d:getetag")
+	for i := range 50000 {
+		fmt.Fprintf(manyAttrs, ` a%d="x"`, i)
+	}
+	manyAttrs.WriteString("/>")
+	payloads := []struct {
+		name, prolog, inside string
+		whole                string // replaces the whole body
+		code                 int
+	}{
+		{name: "billion laughs", prolog: `<?xml version="1.0"?>` + laughs.String(), inside: `<d:displayname>&lol9;</d:displayname>`},
+		{name: "external entity over HTTP", prolog: `<!DOCTYPE d [<!ENTITY xxe SYSTEM "` + ext + `/xxe">]>`, inside: `<d:displayname>&xxe;</d:displayname>`},
+		{name: "external entity file:///etc/passwd", prolog: `<!DOCTYPE d [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>`, inside: `<d:displayname>&xxe;</d:displayname>`},
+		{name: "parameter entity", prolog: `<!DOCTYPE d [<!ENTITY % ext SYSTEM "` + ext + `/dtd"> %ext;]>`},
+		{name: "external DTD", prolog: `<!DOCTYPE d SYSTEM "` + ext + `/dtd">`},
+		{name: "public external DTD", prolog: `<!DOCTYPE d PUBLIC "-//x//EN" "` + ext + `/dtd">`},
+		{name: "bare DOCTYPE", prolog: `<!DOCTYPE d>`},
+		{name: "entity without a DOCTYPE", inside: `<d:displayname>&xxe;</d:displayname>`},
+		{name: "stylesheet processing instruction", prolog: `<?xml-stylesheet href="` + ext + `/xsl"?>`},
+		{name: "UTF-16 declared", prolog: `<?xml version="1.0" encoding="UTF-16"?>`},
+		{name: "10,000 deep inside prop", inside: strings.Repeat("<d:x>", 10000) + strings.Repeat("</d:x>", 10000)},
+		{name: "100 deep inside prop", inside: strings.Repeat("<d:x>", 100) + strings.Repeat("</d:x>", 100)},
+		{name: "10,000 deep without a DAV element", whole: strings.Repeat("<a>", 10000) + strings.Repeat("</a>", 10000)},
+		{name: "1 MiB attribute", inside: `<d:getetag x="` + strings.Repeat("A", 1<<20) + `"/>`},
+		{name: "50,000 attributes", inside: manyAttrs.String()},
+		{name: "attribute over the cap", inside: `<d:getetag x="` + strings.Repeat("A", maxSize) + `"/>`, code: http.StatusRequestEntityTooLarge},
+	}
+	statuses := map[int]int{}
+	var maxDur time.Duration
+	var slowest string
+	cases := 0
+	for _, m := range hostileXMLMethods {
+		for _, p := range payloads {
+			t.Run(m.name+" "+p.name, func(t *testing.T) {
+				cases++
+				body := p.prolog + m.open + p.inside + m.close
+				if p.whole != "" {
+					body = p.whole
+				}
+				want := p.code
+				if want == 0 {
+					want = http.StatusBadRequest
+				}
+				t0 := time.Now()
+				resp := e.do("alice", m.method, m.path, body, "Depth", "1", ct, xmlType)
+				b := readAll(t, resp)
+				d := time.Since(t0)
+				if d > maxDur {
+					maxDur, slowest = d, m.name+" "+p.name
+				}
+				if d > hang {
+					t.Errorf("took %v (hang bound %v)", d, hang)
+				}
+				statuses[resp.StatusCode]++
+				if resp.StatusCode != want {
+					t.Fatalf("status %d, want %d; body:\n%.400s", resp.StatusCode, want, b)
+				}
+				if want == http.StatusRequestEntityTooLarge {
+					resp.Body = io.NopCloser(strings.NewReader(b))
+					wantPrecondition(t, resp, want, nsCalDAV, "max-resource-size")
+				}
+				matrixUnchanged(t, e, before, "a refused "+m.method)
+			})
+		}
+	}
+	// Give a stray fetch a moment to arrive before counting.
+	time.Sleep(50 * time.Millisecond)
+	if n := contacted.Load(); n != 0 {
+		t.Errorf("the external-entity listener was contacted %d times", n)
+	}
+	// Still serving.
+	decodeMS(t, e.do("alice", "PROPFIND", "/dav/calendars/alice/personal/", hostileXMLMethods[0].open+hostileXMLMethods[0].close, "Depth", "1", ct, xmlType))
+	t.Logf("MATRIX hostile-xml: %d cases (%d payloads x %d requests: PROPFIND, calendar-query, calendar-multiget, sync-collection, PROPPATCH, MKCALENDAR); statuses %v; max duration %v (%s); external listener contacted %d times",
+		cases, len(payloads), len(hostileXMLMethods), statuses, maxDur.Round(time.Microsecond), slowest, contacted.Load())
+}

@@ -120,9 +120,12 @@ var plainXML = func() (t [256]bool) {
 	return t
 }()
 
-// Limits on request XML, checked before it is decoded.
+// Limits on request XML, checked before it is decoded. No DAV or CalDAV
+// request needs more than a handful of short attributes on an element.
 const (
-	maxXMLDepth = 64
+	maxXMLDepth   = 64
+	maxXMLAttrs   = 256      // attributes on one element, namespace declarations included
+	maxXMLAttrLen = 64 << 10 // bytes of one attribute value
 )
 
 var (
@@ -135,7 +138,8 @@ const utf8BOM = "\xef\xbb\xbf"
 
 // checkXML scans body once before it is unmarshalled: it refuses DOCTYPE
 // (and so entity declarations, billion laughs and external entities),
-// processing instructions other than the XML declaration, and deep nesting.
+// processing instructions other than the XML declaration, deep nesting,
+// and elements with too many or too long attributes.
 // It also refuses what xml.Unmarshal, which stops at the end of the first
 // element, lets through although the document is not well-formed: a
 // second root element or text after it, an XML declaration that is not
@@ -192,9 +196,15 @@ func checkXML(body []byte) error {
 			if !names.qualified(t.Name) {
 				return fmt.Errorf("<%s> is not a qualified name", rawName(t.Name))
 			}
+			if len(t.Attr) > maxXMLAttrs {
+				return fmt.Errorf("<%s> has more than %d attributes", rawName(t.Name), maxXMLAttrs)
+			}
 			bound, cloned := scope[len(scope)-1], false
 			seen := make(map[xml.Name]bool, len(t.Attr))
 			for _, a := range t.Attr {
+				if len(a.Value) > maxXMLAttrLen {
+					return fmt.Errorf("attribute %s is longer than %d bytes", rawName(a.Name), maxXMLAttrLen)
+				}
 				if !names.qualified(a.Name) {
 					return fmt.Errorf("attribute %s is not a qualified name", rawName(a.Name))
 				}
