@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -278,7 +279,52 @@ func (fs *feedServer) current(h *Handler) (rd *rendering, rendered bool, err err
 	return rd, true, nil
 }
 
-// redactFeedPath hides a token carried in a feed path, for logs.
+// logPath is a request path as the request log shows it. A client may
+// put a token anywhere under /feeds/, so there only the name of a
+// configured feed is kept ("/feeds/[token]/NAME.ics" or
+// "/feeds/NAME.ics") and anything else is hidden; elsewhere (a
+// mistyped feed URL) a segment that is a token is hidden.
+func (h *Handler) logPath(p string) string {
+	rest, ok := strings.CutPrefix(p, feedsPrefix)
+	if !ok {
+		if len(h.feeds) == 0 {
+			return p
+		}
+		segs := strings.Split(p, "/")
+		for i, s := range segs {
+			if h.isToken(strings.TrimSuffix(s, ".ics")) {
+				segs[i] = "[token]"
+			}
+		}
+		return strings.Join(segs, "/")
+	}
+	i := strings.LastIndexByte(rest, '/')
+	last := rest[i+1:]
+	if name, ok := strings.CutSuffix(last, ".ics"); !ok || h.feeds[name] == nil {
+		return feedsPrefix + "[redacted]"
+	}
+	if i >= 0 {
+		return feedsPrefix + "[token]/" + last
+	}
+	return feedsPrefix + last
+}
+
+// isToken reports whether s is a token of one of the feeds.
+func (h *Handler) isToken(s string) bool {
+	if s == "" || len(h.feeds) == 0 {
+		return false
+	}
+	sum := sha256.Sum256([]byte(s))
+	for _, fs := range h.feeds {
+		if slices.Contains(fs.tokens, sum) {
+			return true
+		}
+	}
+	return false
+}
+
+// redactFeedPath hides a token carried in a feed path, for the logs of
+// requests that reached a feed (logPath takes any path).
 func redactFeedPath(p string) string {
 	rest, ok := strings.CutPrefix(p, feedsPrefix)
 	if !ok {

@@ -164,7 +164,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
 	user := h.serve(sw, r)
-	h.log.Debug("request", "method", r.Method, "path", redactFeedPath(r.URL.Path), "user", user,
+	h.log.Debug("request", "method", r.Method, "path", h.logPath(r.URL.Path), "user", user,
 		"addr", clientAddr(r, h.auth.trusted),
 		"status", sw.status, "bytes", sw.n, "duration", time.Since(start))
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -769,4 +770,187 @@ func TestMatrixAuth(t *testing.T) {
 		}
 		t.Logf("MATRIX auth: %d malformed Authorization headers (no colon, bad base64, empty user or password, Bearer, Digest, 60 KB, 2 MiB, two headers): statuses %v, no 2xx, no 5xx", len(cases)+2, statuses)
 	})
+}
+
+// feedTokenCases are 1,000 tokens that must not open a feed: random
+// lengths over several alphabets, and near misses of the real tokens
+// (prefixes, suffixes, case changes, one character changed, padding,
+// double encoding, another feed's token joined on).
+func feedTokenCases(rng *rand.Rand, real []string) []string {
+	alphabets := []string{"0123456789abcdef", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+		" !\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", "\x00\x01\x09\x0a\x0d\x1b\x7f", "éß日本語🙂\u202e\u200b\ufeff"}
+	var out []string
+	for len(out) < 1000 {
+		tok := real[rng.IntN(len(real))]
+		var c string
+		switch rng.IntN(10) {
+		case 0, 1, 2:
+			a := []rune(alphabets[rng.IntN(len(alphabets))])
+			r := make([]rune, rng.IntN(200))
+			for i := range r {
+				r[i] = a[rng.IntN(len(a))]
+			}
+			c = string(r)
+		case 3:
+			c = tok[:rng.IntN(len(tok))]
+		case 4:
+			c = tok[1+rng.IntN(len(tok)-1):]
+		case 5:
+			c = strings.ToUpper(tok[:1+rng.IntN(len(tok))]) + tok[len(tok)/2:]
+			if strings.HasPrefix(c, tok) {
+				c = strings.ToUpper(tok)
+			}
+		case 6:
+			i := rng.IntN(len(tok))
+			c = tok[:i] + string("0123456789abcdefg"[(strings.IndexByte("0123456789abcdef", tok[i])+1+rng.IntN(15))%16]) + tok[i+1:]
+		case 7:
+			c = []string{" ", "\t", "\x00", "%", "/", ".ics", "=", "\n"}[rng.IntN(8)]
+			if rng.IntN(2) == 0 {
+				c = tok + c
+			} else {
+				c += tok
+			}
+		case 8:
+			var b strings.Builder
+			for i := 0; i < len(tok); i++ {
+				fmt.Fprintf(&b, "%%25%02X", tok[i]) // double encoded: the token spelled "%XX"
+			}
+			c = b.String()
+		case 9:
+			c = tok + real[rng.IntN(len(real))]
+		}
+		if !slices.Contains(real, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// TestMatrixFeedTokens: with 5 feeds of 5 distinct tokens, only a feed's
+// own token opens it; every other token (another feed's, 1,000 random and
+// near-miss ones) gets the very answer of a feed that does not exist, in
+// both places a token goes, for every method; and no token reaches the
+// log at debug level, wherever the request put it, also when the request
+// fails.
+func TestMatrixFeedTokens(t *testing.T) {
+	e, tokens, logs := feedEnv(t, 5, 1)
+	var real []string
+	for _, ts := range tokens {
+		real = append(real, ts[0])
+	}
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	t.Cleanup(client.CloseIdleConnections)
+	get := func(method, path string) answer {
+		t.Helper()
+		req, err := http.NewRequest(method, e.srv.URL+path, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", path, err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		return answerOf(t, resp)
+	}
+	forms := func(tok, name string) []string {
+		return []string{"/feeds/" + name + ".ics?token=" + url.QueryEscape(tok), "/feeds/" + url.PathEscape(tok) + "/" + name + ".ics"}
+	}
+	nf := map[string]answer{}
+	for _, m := range []string{"GET", "HEAD"} {
+		nf[m] = get(m, "/feeds/nosuch.ics")
+		if nf[m].status != http.StatusNotFound {
+			t.Fatalf("%s of a feed that does not exist: %d", m, nf[m].status)
+		}
+	}
+	sameAsMissing := func(what string, got answer, method string) {
+		t.Helper()
+		want := nf[method]
+		if got.status != want.status || got.body != want.body || !reflect.DeepEqual(got.hdr, want.hdr) {
+			t.Errorf("%s: %d %v\n%s\nwant the answer of a missing feed: %d %v\n%s", what, got.status, got.hdr, got.body, want.status, want.hdr, want.body)
+		}
+	}
+	pairs, opened := 0, 0
+	for f := range 5 {
+		for g := range 5 {
+			for _, p := range forms(real[g], fmt.Sprintf("feed%d", f)) {
+				for _, m := range []string{"GET", "HEAD"} {
+					got := get(m, p)
+					pairs++
+					if f == g {
+						opened++
+						if got.status != http.StatusOK || (m == "GET" && !strings.Contains(got.body, "Alpha")) {
+							t.Errorf("%s feed%d with its own token: %d", m, f, got.status)
+						}
+						continue
+					}
+					sameAsMissing(fmt.Sprintf("%s feed%d with feed%d's token", m, f, g), got, m)
+				}
+			}
+		}
+	}
+	// Another method with a wrong token is the same 404: only the right
+	// token learns that the feed exists (405).
+	for _, m := range []string{"POST", "PUT", "DELETE", "PROPFIND", "OPTIONS"} {
+		got := get(m, forms(real[1], "feed0")[1])
+		if got.status != http.StatusNotFound || got.body != nf["GET"].body {
+			t.Errorf("%s feed0 with feed1's token: %d\n%s", m, got.status, got.body)
+		}
+	}
+	seed := uint64(time.Now().UnixNano())
+	cases := feedTokenCases(rand.New(rand.NewPCG(seed, 8)), real)
+	for i, tok := range cases {
+		p := forms(tok, fmt.Sprintf("feed%d", i%5))[i%2]
+		sameAsMissing(fmt.Sprintf("token case %d %q (seed %d) in %s", i, tok, seed, p), get("GET", p), "GET")
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
+	// Spellings of a real token that the URL standard makes the same
+	// string (percent-encoding an unreserved character, RFC 3986 §2.3)
+	// are the token; they open the feed and are not near misses.
+	var enc strings.Builder
+	for i := 0; i < len(real[0]); i++ {
+		fmt.Fprintf(&enc, "%%%02X", real[0][i])
+	}
+	var equiv []int
+	for _, p := range []string{"/feeds/feed0.ics?token=" + enc.String(), "/feeds/" + enc.String() + "/feed0.ics", "/feeds/feed0.ics?token=x&token=" + real[0]} {
+		equiv = append(equiv, get("GET", p).status)
+	}
+	if !slices.Equal(equiv, []int{200, 200, 404}) {
+		t.Errorf("the token percent-encoded in the query, in the path, and as a second token= after a wrong one: %v, want [200 200 404]", equiv)
+	}
+	// Tokens where none belongs: never logged, and not a way in.
+	odd := 0
+	for _, tok := range real {
+		for _, p := range []string{"/feeds/" + tok, "/feeds/" + tok + "/", "/feeds/feed0.ics/" + tok, "/feeds/" + tok + ".ics", "/feeds/x/" + tok + "/feed0.ics",
+			"/feeds/feed0.ics;token=" + tok, "/feeds/feed0.ics?tok=" + tok, "/feeds/" + tok + "/nosuch.ics", "/feeds/" + tok + "/feed0.ICS",
+			"/dav/calendars/alice/?token=" + tok, "/feeds/%2F" + tok + "/feed0.ics", "/feed/" + tok + "/feed0.ics", "/Feeds/" + tok + "/feed0.ics",
+			"/" + tok, "/dav/calendars/alice/" + tok + "/", "/dav/" + tok + ".ics", "/status/" + tok} {
+			if got := get("GET", p); got.status == http.StatusOK {
+				t.Errorf("%s opened a feed", strings.ReplaceAll(p, tok, "TOKEN"))
+			}
+			odd++
+		}
+	}
+	// A request that fails inside (the store is gone) logs an error.
+	e.store.Close()
+	if got := get("GET", forms(real[2], "feed2")[1]); got.status != http.StatusInternalServerError {
+		t.Errorf("feed request over a closed store: %d, want 500", got.status)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "/feeds/") || !strings.Contains(out, "request failed") {
+		t.Fatalf("the feed requests or the failure were not logged; the check below would prove nothing:\n%.2000s", out)
+	}
+	leaked := 0
+	for _, tok := range append(slices.Clone(real), cases...) {
+		if len(tok) >= 16 && strings.Contains(out, tok) {
+			leaked++
+			t.Errorf("the log contains the token %q", tok)
+		}
+	}
+	t.Logf("MATRIX feed tokens: 5 feeds x 5 tokens x 2 places x GET/HEAD: %d requests, %d opened (the matching pairs), the rest the answer of a missing feed; "+
+		"%d random and near-miss tokens (seed %d) all the same 404; the real token fully percent-encoded (query, path) and as a second token=: %v; "+
+		"%d requests with tokens in odd places, none opened; %d log bytes at debug level (and a failed request), %d tokens in them",
+		pairs, opened, len(cases), seed, equiv, odd, len(out), leaked)
 }
