@@ -281,7 +281,8 @@ func TestMatrixIsolation(t *testing.T) {
 		if wantStatus(t, resp, http.StatusOK); !strings.Contains(readAll(t, resp), bobSummary) {
 			t.Fatal("bob's object lost its data")
 		}
-		t.Logf("MATRIX isolation: %d methods x 4 kinds of bob's resources, %d requests compared with missing ones; statuses %v", len(isoMethods()), cases, statuses)
+		t.Logf("MATRIX isolation: %d methods x bob's principal, home, calendar, object: statuses %v, each answered as its missing counterparts; %d requests in all",
+			len(isoMethods()), statuses, cases)
 	})
 
 	t.Run("move-copy-destinations", func(t *testing.T) {
@@ -338,6 +339,16 @@ func TestMatrixIsolation(t *testing.T) {
 					if now := userState(t, e.store, "alice"); !reflect.DeepEqual(now, alice) {
 						t.Fatalf("%s to %q changed alice's store", m, d)
 					}
+				}
+			}
+		}
+		// A destination of bob's answers as one of a user who does not
+		// exist, or of a calendar bob does not have.
+		for _, m := range []string{"COPY", "MOVE"} {
+			got := answerOf(t, e.do("alice", m, src, "", "Destination", "/dav/calendars/bob/personal/stolen.ics"))
+			for _, d := range []string{"/dav/calendars/nobody/personal/stolen.ics", "/dav/calendars/bob/nosuch/stolen.ics"} {
+				if other := answerOf(t, e.do("alice", m, src, "", "Destination", d)); !reflect.DeepEqual(other, got) {
+					t.Errorf("%s to bob's calendar and to %s answer differently:\n%+v\n%+v", m, d, got, other)
 				}
 			}
 		}
