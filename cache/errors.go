@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 )
 
 // Sentinel errors returned by Store methods, wrapped with detail; test for
@@ -26,7 +27,31 @@ var (
 	ErrSchema = errors.New("cache: unsupported schema")
 	// ErrInvalid means an argument is empty or malformed.
 	ErrInvalid = errors.New("cache: invalid argument")
+	// ErrNoSpace means a write failed because the store file could not
+	// grow: the file system is full, a disk quota is exhausted, or the
+	// process's file-size limit (RLIMIT_FSIZE) is reached. Nothing of that
+	// write was stored; earlier writes and reads are unaffected, and writes
+	// succeed again once there is room.
+	ErrNoSpace = errors.New("cache: no space left for the store file")
 )
+
+// noSpaceErrnos are the errors writing or growing the store file gets
+// when there is no room for it: a full file system, an exhausted quota,
+// or the file-size limit (Go ignores SIGXFSZ, so the write gets EFBIG).
+var noSpaceErrnos = []syscall.Errno{syscall.ENOSPC, syscall.EDQUOT, syscall.EFBIG}
+
+// isNoSpace reports whether err is a failure to write for lack of space.
+// bbolt formats the error of growing the file with %s ("file resize
+// error: file too large"), which drops the errno, so the errno's text is
+// matched as well.
+func isNoSpace(err error) bool {
+	for _, e := range noSpaceErrnos {
+		if errors.Is(err, e) || strings.Contains(err.Error(), e.Error()) {
+			return true
+		}
+	}
+	return false
+}
 
 // UIDConflictError is returned by PutObject when the UID is already used by
 // another object of the same calendar (CalDAV no-uid-conflict). Find it
@@ -43,13 +68,17 @@ func (e *UIDConflictError) Error() string {
 
 // wrap returns nil for a nil err, err itself if it is already one of this
 // package's errors (its message starts with "cache: "), and otherwise err
-// wrapped as "cache: <op>: <err>" (bbolt and I/O failures).
+// wrapped as "cache: <op>: <err>" (bbolt and I/O failures), and also as
+// ErrNoSpace if it is a failure for lack of space.
 func wrap(err error, format string, args ...any) error {
 	if err == nil {
 		return nil
 	}
 	if strings.HasPrefix(err.Error(), "cache: ") {
 		return err
+	}
+	if isNoSpace(err) {
+		return fmt.Errorf("cache: "+format+": %w: %w", append(args, ErrNoSpace, err)...)
 	}
 	return fmt.Errorf("cache: "+format+": %w", append(args, err)...)
 }

@@ -22,8 +22,22 @@ var errRefused = errors.New("cache: refused")
 // Batch, whose timer would add DB.MaxBatchDelay to its latency, and commits
 // at once. fn may run more than once (Batch retries the others when one
 // function fails), so it must set all its results on every run.
+//
+// A commit that fails for lack of space (see isNoSpace) is logged as a
+// warning here, once per refused write; the caller's wrap turns the
+// error into ErrNoSpace. The store stays usable after it: bbolt rolls the
+// failed transaction back and reloads its freelist from the file, whose
+// meta pages still name the last commit, so the write is simply not there,
+// reads go on, and the next write that fits commits (TestMatrixStorage in
+// cmd/calgate checks this with a file-size limit and a full tmpfs).
 func (s *Store) write(fn func(tx *bbolt.Tx) (refused, err error)) (refused, err error) {
 	defer s.writers.Add(-1)
+	defer func() {
+		if err != nil && isNoSpace(err) {
+			s.log.Warn("disk full: a write to the store was refused and nothing of it stored; reads go on, and writes succeed again once there is room (free disk space, or raise the quota or file size limit)",
+				"path", s.path, "err", err)
+		}
+	}()
 	if s.writers.Add(1) == 1 {
 		err = s.db.Update(func(tx *bbolt.Tx) error {
 			var err error

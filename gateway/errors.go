@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/calgate/calgate/cache"
 )
 
 // davError is an error with an HTTP status and, where RFC 4918, 4791 or
@@ -31,10 +33,19 @@ func precond(status int, cond xml.Name, format string, args ...any) *davError {
 // that a response reveals nothing about other users' data.
 var errNotFound = &davError{status: http.StatusNotFound, msg: "not found"}
 
+// errNoSpace answers a write the store refused for lack of disk space:
+// 507 with the DAV:sufficient-disk-space precondition (RFC 4331 §6).
+var errNoSpace = precond(http.StatusInsufficientStorage, dav("sufficient-disk-space"),
+	"the server's disk is full: nothing of this request was stored; try again once the server has room")
+
 // writeError turns any error into the response: a *davError keeps its
-// status and precondition; anything else is an internal error whose
-// detail goes to the log, not to the client.
+// status and precondition, cache.ErrNoSpace is errNoSpace (507), and
+// anything else is an internal error whose detail goes to the log, not to
+// the client.
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, cache.ErrNoSpace) {
+		err = errNoSpace // the store logged the warning
+	}
 	var de *davError
 	if !errors.As(err, &de) {
 		h.log.Error("request failed", "method", r.Method, "path", redactFeedPath(r.URL.Path), "err", err)
