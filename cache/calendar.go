@@ -235,7 +235,7 @@ func (s *Store) CreateCalendar(c Calendar) (Calendar, error) {
 		c.Kind = kindLocal
 	}
 	var out Calendar
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.update(func(tx *bbolt.Tx) error {
 		if _, err := getCalendar(tx, c.User, c.ID); err == nil {
 			return fmt.Errorf("%w: calendar %s/%s", ErrExists, c.User, c.ID)
 		}
@@ -285,7 +285,7 @@ func (s *Store) UpdateCalendarProps(user, id string, fn func(*Calendar) error) (
 func (s *Store) updateCalendar(user, id string, fn func(*Calendar) error, byClient bool) (Calendar, error) {
 	var out Calendar
 	var fnErr error
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.update(func(tx *bbolt.Tx) error {
 		old, err := getCalendar(tx, user, id)
 		if err != nil {
 			return err
@@ -327,7 +327,7 @@ func (s *Store) updateCalendar(user, id string, fn func(*Calendar) error, byClie
 //
 // It returns ErrNotFound if the calendar does not exist.
 func (s *Store) DeleteCalendar(user, id string) error {
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.update(func(tx *bbolt.Tx) error {
 		if _, err := getCalendar(tx, user, id); err != nil {
 			return err
 		}

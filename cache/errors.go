@@ -41,12 +41,14 @@ var (
 var noSpaceErrnos = []syscall.Errno{syscall.ENOSPC, syscall.EDQUOT, syscall.EFBIG}
 
 // isNoSpace reports whether err is a failure to write for lack of space.
-// bbolt formats the error of growing the file with %s ("file resize
-// error: file too large"), which drops the errno, so the errno's text is
-// matched as well.
+// bbolt formats the errors of growing the file with %s ("file resize
+// error: truncate ...: file too large"), which drops the errno, so in
+// those the errno's text is matched.
 func isNoSpace(err error) bool {
+	msg := err.Error()
+	grow := strings.Contains(msg, "file resize error: ") || strings.Contains(msg, "file sync error: ")
 	for _, e := range noSpaceErrnos {
-		if errors.Is(err, e) || strings.Contains(err.Error(), e.Error()) {
+		if errors.Is(err, e) || grow && strings.Contains(msg, e.Error()) {
 			return true
 		}
 	}

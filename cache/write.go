@@ -32,12 +32,7 @@ var errRefused = errors.New("cache: refused")
 // cmd/calgate checks this with a file-size limit and a full tmpfs).
 func (s *Store) write(fn func(tx *bbolt.Tx) (refused, err error)) (refused, err error) {
 	defer s.writers.Add(-1)
-	defer func() {
-		if err != nil && isNoSpace(err) {
-			s.log.Warn("disk full: a write to the store was refused and nothing of it stored; reads go on, and writes succeed again once there is room (free disk space, or raise the quota or file size limit)",
-				"path", s.path, "err", err)
-		}
-	}()
+	defer func() { s.warnNoSpace(err) }()
 	if s.writers.Add(1) == 1 {
 		err = s.db.Update(func(tx *bbolt.Tx) error {
 			var err error
@@ -59,4 +54,21 @@ func (s *Store) write(fn func(tx *bbolt.Tx) (refused, err error)) (refused, err 
 		return err
 	})
 	return refused, err
+}
+
+// update is db.Update for the writes that do not go through write
+// (calendar changes), with write's disk-full warning.
+func (s *Store) update(fn func(tx *bbolt.Tx) error) error {
+	err := s.db.Update(fn)
+	s.warnNoSpace(err)
+	return err
+}
+
+// warnNoSpace logs a warning if err is a failure to write for lack of
+// space.
+func (s *Store) warnNoSpace(err error) {
+	if err != nil && isNoSpace(err) {
+		s.log.Warn("disk full: a write to the store was refused and nothing of it stored; reads go on, and writes succeed again once there is room (free disk space, or raise the quota or file size limit)",
+			"path", s.path, "err", err)
+	}
 }

@@ -178,7 +178,8 @@ const (
 // room away with fill, and writes from fullWriters writers until calgate has refused
 // fullRefusals of them; every answer must be 201 or a 507 with the
 // DAV:sufficient-disk-space precondition, never a 500, and calgate logs a
-// disk-full warning. fill is called with the data file's size and
+// disk-full warning. A DELETE and a PROPPATCH then are done or refused
+// with 507. fill is called with the data file's size and
 // describes the limit. While the disk is full every acknowledged object is
 // served and a refused one is not. Then makeRoom gives the room back: a
 // write succeeds in the same process (bbolt recovers from a failed
@@ -259,7 +260,7 @@ func diskFull(t *testing.T, srv *calgateProcess, config, name string, fill func(
 	}
 	wg.Wait()
 	fillTime := time.Since(t0)
-	fillAcked, whileFull := len(acked)-10, len(acked)
+	fillAcked := len(acked) - 10
 	for _, f := range failures {
 		t.Error(f)
 	}
@@ -271,6 +272,43 @@ func diskFull(t *testing.T, srv *calgateProcess, config, name string, fill func(
 		t.Fatal(err)
 	}
 	full := fi.Size()
+
+	// Other kinds of write while the disk is full: each is done, or
+	// refused with 507; never a 500.
+	other := map[string]int{}
+	del := personalPath + "seed-00.ics"
+	resp, body, err := srv.do(t.Context(), http.MethodDelete, del, nil, nil)
+	switch {
+	case err != nil:
+		t.Fatalf("DELETE %s with the disk full: %v", del, err)
+	case resp.StatusCode == http.StatusNoContent:
+		delete(acked, del)
+	case resp.StatusCode == http.StatusInsufficientStorage && checkNoSpaceBody(body) == "":
+	default:
+		t.Errorf("DELETE %s with the disk full: %s, want 204 or 507 with DAV:sufficient-disk-space:\n%s", del, resp.Status, body)
+	}
+	if resp != nil {
+		other["DELETE "+strconv.Itoa(resp.StatusCode)]++
+	}
+	resp, body, err = srv.do(t.Context(), "PROPPATCH", personalPath, []byte(`<?xml version="1.0" encoding="utf-8"?>
+<D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><D:displayname>Personal (disk full)</D:displayname></D:prop></D:set></D:propertyupdate>`),
+		http.Header{"Content-Type": {"application/xml; charset=utf-8"}})
+	switch {
+	case err != nil:
+		t.Fatalf("PROPPATCH %s with the disk full: %v", personalPath, err)
+	case resp.StatusCode == http.StatusMultiStatus:
+		var ms multistatus
+		if err := xml.Unmarshal(body, &ms); err != nil || len(ms.Responses) != 1 || len(ms.Responses[0].Propstat) != 1 ||
+			!strings.Contains(ms.Responses[0].Propstat[0].Status, " 200 ") {
+			t.Errorf("PROPPATCH %s with the disk full: 207 but not a 200 propstat (%v):\n%s", personalPath, err, body)
+		}
+	case resp.StatusCode == http.StatusInsufficientStorage && checkNoSpaceBody(body) == "":
+	default:
+		t.Errorf("PROPPATCH %s with the disk full: %s, want 207 or 507 with DAV:sufficient-disk-space:\n%s", personalPath, resp.Status, body)
+	}
+	if resp != nil {
+		other["PROPPATCH "+strconv.Itoa(resp.StatusCode)]++
+	}
 	logs := srv.logs.String()
 	if !strings.Contains(logs, "level=WARN") || !strings.Contains(logs, "disk full") {
 		t.Errorf("calgate logged no disk-full warning:\n%s", logs)
@@ -280,6 +318,7 @@ func diskFull(t *testing.T, srv *calgateProcess, config, name string, fill func(
 	}
 
 	// Reads go on, and nothing refused was stored.
+	whileFull := len(acked)
 	checkServed(t, srv, acked, refused)
 	select {
 	case <-srv.stopped:
@@ -291,7 +330,7 @@ func diskFull(t *testing.T, srv *calgateProcess, config, name string, fill func(
 	makeRoom()
 	p := personalPath + "after-room.ics"
 	b := newBody("after-room")
-	resp, body, err := put(p, b)
+	resp, body, err = put(p, b)
 	if err != nil || resp.StatusCode != http.StatusCreated {
 		t.Fatalf("PUT %s once there is room again: %v %v\n%s", p, resp, err, body)
 	}
@@ -321,8 +360,8 @@ func diskFull(t *testing.T, srv *calgateProcess, config, name string, fill func(
 	if _, err := cache.Verify(data); err != nil {
 		t.Errorf("cache.Verify after the restart: %v", err)
 	}
-	t.Logf("MATRIX storage: disk full (%s): %s, data file %d bytes before: %d PUTs from %d writers in %v: %d acknowledged before and between the refusals, %d answered 507 (statuses %v), 0 answered 500; data file %d bytes when full; reads served all %d acknowledged objects while full; a write succeeded in the same process once there was room; cache.Verify clean (%d objects, %d bytes); after a restart all acknowledged present and new writes work",
-		name, capped, before, sent, fullWriters, fillTime.Round(time.Millisecond), fillAcked, len(refused)+1, statuses, full, whileFull, sum.Objects, sum.Size)
+	t.Logf("MATRIX storage: disk full (%s): %s, data file %d bytes before: %d PUTs from %d writers in %v: %d acknowledged before and between the refusals, %d answered 507 (statuses %v), 0 answered 500; data file %d bytes when full; other writes while full: %v; reads served all %d acknowledged objects while full; a write succeeded in the same process once there was room; cache.Verify clean (%d objects, %d bytes); after a restart all acknowledged present and new writes work",
+		name, capped, before, sent, fullWriters, fillTime.Round(time.Millisecond), fillAcked, len(refused)+1, statuses, full, other, whileFull, sum.Objects, sum.Size)
 }
 
 // checkNoSpaceBody returns what is wrong with the body of a 507, or "".
