@@ -50,6 +50,9 @@ type Config struct {
 	// MaxResourceSize caps a calendar object and any request body, in
 	// bytes. Default: 10485760 (10 MiB).
 	MaxResourceSize int64 `yaml:"max_resource_size"`
+	// ReadHeaderTimeout is how long a client may take to send a request's
+	// line and headers before the connection is closed. Default: 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	// Users are the accounts that may sign in, with their calendars.
 	Users []UserConfig `yaml:"users"`
 	// Feeds are merged .ics feeds, served under /feeds/.
@@ -358,6 +361,9 @@ func (c *Config) Defaults() {
 	if c.MaxResourceSize == 0 {
 		c.MaxResourceSize = defaultMaxResourceSize
 	}
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = readHeaderTimeout
+	}
 	for i := range c.Feeds {
 		f := &c.Feeds[i]
 		if f.Privacy == "" {
@@ -444,6 +450,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxResourceSize < 0 {
 		add(fmt.Errorf("max_resource_size %d: must be a positive number of bytes", c.MaxResourceSize))
+	}
+	if c.ReadHeaderTimeout < 0 {
+		add(fmt.Errorf("read_header_timeout %s: must be a positive duration, e.g. 10s", c.ReadHeaderTimeout))
 	}
 	if _, err := c.trustedProxies(); err != nil {
 		add(err)

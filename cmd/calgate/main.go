@@ -32,7 +32,8 @@ import (
 	"github.com/calgate/calgate/upstream"
 )
 
-// Server timeouts and the shutdown grace period.
+// Server timeouts and the shutdown grace period. readHeaderTimeout is the
+// default of the config's read_header_timeout.
 const (
 	readHeaderTimeout = 10 * time.Second
 	readTimeout       = 5 * time.Minute
@@ -625,7 +626,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	srv := &http.Server{
 		Handler:           rootHandler(h, m, metricsToken, readiness(store, engine)),
 		TLSConfig:         tlsConfig,
-		ReadHeaderTimeout: readHeaderTimeout,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
