@@ -297,6 +297,9 @@ func (s *CalDAVSource) Sync(ctx context.Context) (Result, error) {
 	// rebuilt by every sync.
 	newState.Quarantine = quar
 	s.succeeded(&newState)
+	if res.HeldDeletes > 0 {
+		newState.LastError = heldDeletesNote(res.HeldDeletes, len(local))
+	}
 
 	ar, err := s.store.ApplyUpstream(s.opts.User, s.opts.Calendar, changes, false, newState)
 	if err != nil {

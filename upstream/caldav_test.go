@@ -38,7 +38,7 @@ type caldavEnv struct {
 func newCalDAVEnv(t *testing.T, srv *davServer, mod func(*CalDAVOptions)) *caldavEnv {
 	t.Helper()
 	coll := srv.NewCalendar(fmt.Sprintf("c%d", time.Now().UnixNano()))
-	store, err := cache.Open(filepath.Join(t.TempDir(), "calgate.db"), cache.Options{})
+	store, err := cache.Open(filepath.Join(t.TempDir(), "calgate.db"), cache.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

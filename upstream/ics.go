@@ -233,6 +233,9 @@ func (s *ICSSource) Sync(ctx context.Context) (Result, error) {
 		newState.Quarantine = append(newState.Quarantine, redact(s.opts.URL)+": "+w)
 	}
 	s.succeeded(&newState)
+	if res.HeldDeletes > 0 {
+		newState.LastError = heldDeletesNote(res.HeldDeletes, len(stored))
+	}
 
 	ar, err := s.store.ApplyUpstream(s.opts.User, s.opts.Calendar, changes, false, newState)
 	if err != nil {

@@ -140,6 +140,15 @@ func holdMassDelete(deletes, stored int, prev cache.SourceState, next *cache.Sou
 	return false
 }
 
+// heldDeletesNote is the status of a source whose mass deletion is held
+// (stored as its LastError until a sync holds nothing): what happened and
+// what to do.
+func heldDeletesNote(deletes, stored int) string {
+	return fmt.Sprintf("mass deletion held: the upstream no longer has %d of the %d objects of this calendar, "+
+		"which keeps them for now; if they were lost upstream by mistake, restore them there before the next sync, "+
+		"otherwise the next sync that finds them still gone deletes them here too", deletes, stored)
+}
+
 // deleteChanges turns names into upstream deletions.
 func deleteChanges(names []string) []cache.UpstreamChange {
 	out := make([]cache.UpstreamChange, len(names))
