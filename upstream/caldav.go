@@ -82,8 +82,11 @@ type CalDAVSource struct {
 	store *cache.Store
 	zones *ical.Zones
 
-	mu     sync.Mutex        // protects pushed
+	mu     sync.Mutex        // protects pushed and sent
 	pushed map[string]string // name -> upstream ETag of calgate's last write of it
+	// sent holds, by name, the writes sent since the last one that was
+	// answered: a write whose reply was lost may have been carried out.
+	sent map[string]*sentWrites
 }
 
 var (
@@ -115,6 +118,7 @@ func NewCalDAV(opts CalDAVOptions) *CalDAVSource {
 		store:  opts.Store,
 		zones:  opts.Zones,
 		pushed: map[string]string{},
+		sent:   map[string]*sentWrites{},
 	}
 	u, err := parseUpstreamURL("source "+opts.ID, opts.URL, opts.Conflict)
 	if err != nil {

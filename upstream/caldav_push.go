@@ -81,6 +81,7 @@ func (s *CalDAVSource) pushPut(ctx context.Context, e cache.OutboxEntry) error {
 	href, abs := s.target(e)
 	code, etag, err := s.put(ctx, abs, local.Data, conditional(e.BaseETag))
 	if err != nil {
+		s.unanswered(e.Name, local.Data, err)
 		return err
 	}
 	if code == http.StatusPreconditionFailed || code == http.StatusNotFound {
@@ -92,14 +93,34 @@ func (s *CalDAVSource) pushPut(ctx context.Context, e cache.OutboxEntry) error {
 // put sends data to abs with the precondition hdr. A 412 or 404 answer
 // is returned as its code; other failures as errors. etag is the new
 // upstream ETag from the response ("" if the server sent none).
+//
+// Servers such as Radicale refuse to overwrite an object with one of
+// another UID (409 no-uid-conflict); put then replaces it (see replace).
 func (s *CalDAVSource) put(ctx context.Context, abs string, data []byte, hdr http.Header) (code int, etag string, err error) {
 	hdr = hdr.Clone()
 	hdr.Set("Content-Type", "text/calendar; charset=utf-8")
-	resp, _, err := s.request(ctx, http.MethodPut, abs, hdr, data, http.StatusPreconditionFailed, http.StatusNotFound)
+	resp, body, err := s.request(ctx, http.MethodPut, abs, hdr, data, http.StatusPreconditionFailed, http.StatusNotFound, http.StatusConflict)
 	if err != nil {
 		return 0, "", err
 	}
+	if resp.StatusCode == http.StatusConflict {
+		if ifMatch := hdr.Get("If-Match"); ifMatch != "" && bytes.Contains(body, []byte("no-uid-conflict")) {
+			return s.replace(ctx, abs, data, ifMatch)
+		}
+		return 0, "", s.classify(resp, nil, http.MethodPut+" "+redact(abs))
+	}
 	return resp.StatusCode, unquoteETag(resp.Header.Get("ETag")), nil
+}
+
+// replace puts data at abs in place of the object ifMatch names, which has
+// another UID: a DELETE with If-Match, then a PUT with If-None-Match: *.
+// A 412 of either is returned as its code.
+func (s *CalDAVSource) replace(ctx context.Context, abs string, data []byte, ifMatch string) (code int, etag string, err error) {
+	code, err = s.delete(ctx, abs, http.Header{"If-Match": {ifMatch}})
+	if err != nil || code == http.StatusPreconditionFailed {
+		return code, "", err
+	}
+	return s.put(ctx, abs, data, conditional(""))
 }
 
 // complete records a successful put: the new upstream ETag (read back
@@ -128,14 +149,85 @@ func (s *CalDAVSource) complete(ctx context.Context, e cache.OutboxEntry, local 
 // remember notes the upstream ETag of calgate's own last write of name,
 // so that a later entry built on an older base, which then fails with
 // 412, is recognised as following our own write rather than a conflict.
+// The writes sent before it are answered by it.
 func (s *CalDAVSource) remember(name, etag string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	delete(s.sent, name)
 	if etag == "" {
 		delete(s.pushed, name)
 		return
 	}
 	s.pushed[name] = etag
+}
+
+// maxSent bounds the unanswered writes remembered per name.
+const maxSent = 8
+
+// sentWrites are the writes of one name whose replies never came: the
+// upstream may have carried them out.
+type sentWrites struct {
+	data    [][]byte // the bodies of PUTs, oldest first
+	deleted bool     // a DELETE was sent
+}
+
+// unanswered notes that a PUT of data (nil: a DELETE) of name got no
+// reply (err is not an upstream's answer): the upstream may have carried
+// it out. Until a reply completes a push of name (remember), an upstream
+// version with these bytes, or the object's absence after a DELETE, is
+// calgate's own write, not a change made by someone else.
+func (s *CalDAVSource) unanswered(name string, data []byte, err error) {
+	var answered *davStatusError
+	if errors.As(err, &answered) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.sent[name]
+	if w == nil {
+		w = &sentWrites{}
+		s.sent[name] = w
+	}
+	if data == nil {
+		w.deleted = true
+		return
+	}
+	if len(w.data) == maxSent {
+		w.data = w.data[1:]
+	}
+	w.data = append(w.data, data)
+}
+
+// sentBefore reports whether calgate sent a PUT of name with the content
+// of data, without an answer (see unanswered).
+func (s *CalDAVSource) sentBefore(name string, data []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w := s.sent[name]; w != nil {
+		for _, d := range w.data {
+			if sameContent(d, data) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// deleteSent reports whether calgate sent a DELETE of name without an
+// answer (see unanswered).
+func (s *CalDAVSource) deleteSent(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.sent[name]
+	return w != nil && w.deleted
+}
+
+// forgetSent drops the unanswered writes of name once a conflict settled
+// it without a write of calgate's.
+func (s *CalDAVSource) forgetSent(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sent, name)
 }
 
 // ours reports whether etag is that of calgate's own last write of name.
@@ -161,6 +253,10 @@ func (s *CalDAVSource) resolvePut(ctx context.Context, e cache.OutboxEntry, loca
 		if code/100 != 2 {
 			return fmt.Errorf("%w: caldav: PUT %s: the object changed again upstream while resolving a conflict (%d)", ErrUnavailable, redact(abs), code)
 		}
+		if s.deleteSent(e.Name) {
+			// The deletion was calgate's own, its reply lost: no conflict.
+			return s.complete(ctx, e, local, href, abs, newETag)
+		}
 		if _, err := s.store.PutConflict(cache.Conflict{
 			User: e.User, Cal: e.Cal, Name: e.Name, Kept: "local", Reason: reasonDeletedUpstream,
 		}); err != nil {
@@ -169,28 +265,32 @@ func (s *CalDAVSource) resolvePut(ctx context.Context, e cache.OutboxEntry, loca
 		s.log.Warn("caldav push: conflict", "name", e.Name, "reason", reasonDeletedUpstream, "kept", "local")
 		return s.complete(ctx, e, local, href, abs, newETag)
 	}
-	if s.ours(e.Name, etag) || sameContent(data, local.Data) {
+	if s.ours(e.Name, etag) || s.sentBefore(e.Name, data) || sameContent(data, local.Data) {
 		// Not a conflict: the upstream has calgate's own earlier write
-		// (the entry's base predates it), or already has these bytes (a
-		// push whose completion was lost in a crash).
+		// (the entry's base predates it, or its reply was lost), or
+		// already has these bytes (a push whose completion was lost in a
+		// crash).
 		if sameContent(data, local.Data) {
 			return s.complete(ctx, e, local, href, abs, etag)
 		}
 		return s.retryPut(ctx, e, local, href, abs, etag)
 	}
 	if s.opts.Conflict == ConflictLocalWins {
+		// The loser is recorded first: replacing it may take a DELETE
+		// before the PUT (see put), and a failure between the two must
+		// not lose it.
+		if _, err := s.store.PutConflict(cache.Conflict{
+			User: e.User, Cal: e.Cal, Name: e.Name, Kept: "local",
+			LoserData: data, LoserETag: etag, Reason: reasonBothChanged,
+		}); err != nil {
+			return err
+		}
 		code, newETag, err := s.put(ctx, abs, local.Data, conditional(etag))
 		if err != nil {
 			return err
 		}
 		if code/100 != 2 {
 			return fmt.Errorf("%w: caldav: PUT %s: the object changed again upstream while resolving a conflict (%d)", ErrUnavailable, redact(abs), code)
-		}
-		if _, err := s.store.PutConflict(cache.Conflict{
-			User: e.User, Cal: e.Cal, Name: e.Name, Kept: "local",
-			LoserData: data, LoserETag: etag, Reason: reasonBothChanged,
-		}); err != nil {
-			return err
 		}
 		s.log.Warn("caldav push: conflict", "name", e.Name, "reason", reasonBothChanged, "kept", "local")
 		return s.complete(ctx, e, local, href, abs, newETag)
@@ -215,6 +315,7 @@ func (s *CalDAVSource) resolvePut(ctx context.Context, e cache.OutboxEntry, loca
 		return err
 	}
 	s.log.Warn("caldav push: conflict", "name", e.Name, "reason", reasonBothChanged, "kept", "upstream")
+	s.forgetSent(e.Name)
 	return dropped(s.store.DropOutbox(e.Seq))
 }
 
@@ -239,6 +340,7 @@ func (s *CalDAVSource) pushDelete(ctx context.Context, e cache.OutboxEntry) erro
 	}
 	code, err := s.delete(ctx, abs, hdr)
 	if err != nil {
+		s.unanswered(e.Name, nil, err)
 		return err
 	}
 	if code != http.StatusPreconditionFailed {
@@ -251,8 +353,9 @@ func (s *CalDAVSource) pushDelete(ctx context.Context, e cache.OutboxEntry) erro
 	if !found {
 		return s.completeDelete(e)
 	}
-	if s.ours(e.Name, etag) {
-		// The upstream has calgate's own last write: delete that.
+	if s.ours(e.Name, etag) || s.sentBefore(e.Name, data) {
+		// The upstream has calgate's own last write (or one whose reply
+		// was lost): delete that.
 		code, err := s.delete(ctx, abs, conditional(etag))
 		if err != nil {
 			return err
@@ -281,6 +384,7 @@ func (s *CalDAVSource) pushDelete(ctx context.Context, e cache.OutboxEntry) erro
 		return err
 	}
 	s.log.Warn("caldav push: conflict", "name", e.Name, "reason", reasonDeletedLocally, "kept", "upstream")
+	s.forgetSent(e.Name)
 	return dropped(s.store.DropOutbox(e.Seq))
 }
 
