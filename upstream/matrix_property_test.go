@@ -942,7 +942,7 @@ func runProp(t *testing.T, group string, e *propEnv, scripts []propScript, worke
 					sc := scripts[i]
 					which := fmt.Sprintf("seed %d (rerun: MATRIX_PROPERTY_SEED=%d go test -run '%s$' ./upstream/)", sc.Seed, sc.Seed, t.Name())
 					if sc.Ops != nil {
-						which = "regression case (propRegressions)"
+						which = "a fixed regression case"
 					}
 					mu.Lock()
 					failures = append(failures, fmt.Sprintf("sequence %d, %s, policy %s, ctag-only %v: %v\nops:\n  %s",
@@ -1091,6 +1091,13 @@ func TestMatrixPropertyRadicale(t *testing.T) {
 	} else {
 		base := rand.Uint64() >> 16
 		t.Logf("base seed %d", base)
+		// Regression: both sides created e0 (other UIDs), local-wins,
+		// and a client re-creating a name under a new UID: Radicale
+		// refuses to overwrite an object with one of another UID (409).
+		scripts = append(scripts,
+			propScript{Seed: 1, Policy: ConflictLocalWins, Ops: []propOp{{Kind: opSync}, {opUpPut, "e0.ics"}, {opClientPut, "e0.ics"}, {Kind: opSync}}},
+			propScript{Seed: 2, Policy: ConflictUpstreamWins, Ops: []propOp{{opUpPut, "e0.ics"}, {Kind: opSync},
+				{opClientDelete, "e0.ics"}, {opClientPut, "e0.ics"}, {Kind: opSync}}})
 		for i := range uint64(25) {
 			scripts = append(scripts, propScriptOf(base+i))
 		}
