@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -95,6 +96,18 @@ func (a *authenticator) authenticate(r *http.Request) (string, error) {
 	a.verified[key] = now.Add(a.ttl)
 	a.mu.Unlock()
 	return user, nil
+}
+
+// setAuthHeaders adds the headers an authentication failure carries: the
+// Basic challenge on a 401, and on a 429 (the failed sign-in limit) when
+// one more attempt becomes possible.
+func setAuthHeaders(w http.ResponseWriter, status int) {
+	switch status {
+	case http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Basic realm="calgate", charset="UTF-8"`)
+	case http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", strconv.Itoa(int(failureEvery/time.Second)))
+	}
 }
 
 func credKey(user, pass string) [32]byte {

@@ -65,9 +65,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		b.WriteString("</cg:message>")
 	}
 	b.WriteString("</d:error>")
-	if de.status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Basic realm="calgate", charset="UTF-8"`)
-	}
+	setAuthHeaders(w, de.status)
 	if de.status == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", allowFor(h.resolveQuiet(r)))
 	}

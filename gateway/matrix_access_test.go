@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -597,6 +598,9 @@ func login(e *env, path, user, pass, xff string) int {
 	r, _ := http.NewRequest("GET", "/", nil)
 	r.SetBasicAuth(user, pass)
 	resp, _ := rc.send(method, path, r.Header.Get("Authorization"), "", "Depth", "0", "X-Forwarded-For", xff)
+	if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Retry-After") != strconv.Itoa(int(failureEvery/time.Second)) {
+		e.t.Errorf("429 with Retry-After %q, want the limiter's interval %v in seconds", resp.Header.Get("Retry-After"), failureEvery)
+	}
 	return resp.StatusCode
 }
 

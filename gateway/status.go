@@ -155,9 +155,7 @@ func (h *Handler) serveStatus(w http.ResponseWriter, r *http.Request) string {
 		if errors.As(err, &de) {
 			status, msg = de.status, de.msg
 		}
-		if status == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", `Basic realm="calgate", charset="UTF-8"`)
-		}
+		setAuthHeaders(w, status)
 		h.statusMessage(w, r, nonce, status, "Sign in", msg)
 		return ""
 	}
