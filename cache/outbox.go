@@ -19,8 +19,10 @@ import (
 // Attempts, NextTry and LastError, and the Created of the first) that
 // keeps the original BaseETag and Href, so a replay sends one request
 // against the version the upstream still has. A delete of an object whose
-// pending put was never pushed (BaseETag and Href empty) removes the entry
-// altogether: the upstream never saw the object.
+// pending put was never pushed (BaseETag and Href empty, Sent false)
+// removes the entry altogether: the upstream never saw the object. If
+// Sent is set, the delete stays (with BaseETag and Href empty): the
+// upstream may hold the object.
 type OutboxEntry struct {
 	// Seq orders the entries (write order) and identifies one.
 	Seq uint64
@@ -43,6 +45,10 @@ type OutboxEntry struct {
 	LastError string
 	// Created is when the first write of the pending change was made.
 	Created time.Time
+	// Sent is set (MarkOutboxSent) when a push of a new object (BaseETag
+	// and Href empty) was sent and got no reply: the upstream may have
+	// created the object. A later write of the same object keeps it.
+	Sent bool `json:",omitempty"`
 }
 
 // Values of OutboxEntry.Op.
@@ -133,8 +139,8 @@ func enqueue(tx *bbolt.Tx, user, cal, name, op string, cur *Object, now time.Tim
 				if err := ob.Delete(k); err != nil {
 					return err
 				}
-				e.BaseETag, e.Href, e.Created = old.BaseETag, old.Href, old.Created
-				if op == outboxDelete && old.BaseETag == "" && old.Href == "" {
+				e.BaseETag, e.Href, e.Created, e.Sent = old.BaseETag, old.Href, old.Created, old.Sent
+				if op == outboxDelete && old.BaseETag == "" && old.Href == "" && !old.Sent {
 					return unindex(tx, user, cal, name, k)
 				}
 				replaced = old.Seq
@@ -356,6 +362,57 @@ func (s *Store) RetryOutbox(seq uint64, nextTry time.Time, lastErr string) error
 		return wrap(err, "retry outbox entry %d", seq)
 	}
 	return refused
+}
+
+// MarkOutboxSent records that a push of outbox entry seq, a new object,
+// was sent and got no reply (see OutboxEntry.Sent). If a later write
+// replaced the entry meanwhile, the entry that now stands for it is
+// marked.
+//
+// It returns ErrNotFound if entry seq does not exist and replaced no live
+// entry.
+func (s *Store) MarkOutboxSent(seq uint64) error {
+	refused, err := s.write(func(tx *bbolt.Tx) (refused, err error) {
+		ob := tx.Bucket(bucketOutbox)
+		e, ok, err := getOutbox(ob, seqKey(seq))
+		if err == nil && !ok {
+			e, ok, err = peekReplaced(ob, seq)
+		}
+		if err != nil || !ok {
+			return fmt.Errorf("%w: outbox entry %d", ErrNotFound, seq), err
+		}
+		if e.Sent {
+			return nil, nil
+		}
+		e.Sent = true
+		return nil, putOutbox(tx, &e)
+	})
+	if err != nil {
+		return wrap(err, "mark outbox entry %d sent", seq)
+	}
+	return refused
+}
+
+// peekReplaced is followReplaced without removing the links: a later
+// CompleteOutbox of seq still finds them.
+func peekReplaced(ob *bbolt.Bucket, seq uint64) (OutboxEntry, bool, error) {
+	rb := ob.Bucket(keyReplaced)
+	if rb == nil {
+		return OutboxEntry{}, false, nil
+	}
+	k := seqKey(seq)
+	for range 1000 { // as in followReplaced
+		next := rb.Get(k)
+		if next == nil {
+			return OutboxEntry{}, false, nil
+		}
+		e, ok, err := getOutbox(ob, next)
+		if err != nil || ok {
+			return e, ok, err
+		}
+		k = next
+	}
+	return OutboxEntry{}, false, nil
 }
 
 // DropOutbox removes outbox entry seq without pushing it (a permanent

@@ -191,6 +191,10 @@ func TestOutboxCoalescing(t *testing.T) {
 		{"delete pushed", true, []string{"delete"}, &want{"delete", "E0", "/up/o.ics"}},
 		{"delete pushed,put", true, []string{"delete", "put"}, &want{"put", "E0", "/up/o.ics"}},
 		{"delete pushed,put,delete", true, []string{"delete", "put", "delete"}, &want{"delete", "E0", "/up/o.ics"}},
+		// "sent": the push of the pending entry got no reply (MarkOutboxSent).
+		{"put new,sent,delete", false, []string{"put", "sent", "delete"}, &want{"delete", "", ""}},
+		{"put new,sent,put,delete", false, []string{"put", "sent", "put", "delete"}, &want{"delete", "", ""}},
+		{"put new,sent,delete,put", false, []string{"put", "sent", "delete", "put"}, &want{"put", "", ""}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := openTest(t, Options{})
@@ -206,6 +210,10 @@ func TestOutboxCoalescing(t *testing.T) {
 					put(t, s, "dav", "o.ics", "uo", "V"+string(rune('1'+i)))
 				case "delete":
 					if err := s.DeleteObject("alice", "dav", "o.ics", ""); err != nil {
+						t.Fatal(err)
+					}
+				case "sent":
+					if err := s.MarkOutboxSent(pending(t, s, "dav")[0].Seq); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -237,6 +245,31 @@ func TestOutboxCoalescing(t *testing.T) {
 				t.Errorf("Created = %v, want the first write's %v", e.Created, first.Created)
 			}
 		})
+	}
+}
+
+// MarkOutboxSent of an entry replaced meanwhile marks the entry that
+// replaced it, and leaves the link for CompleteOutbox.
+func TestMarkOutboxSentReplaced(t *testing.T) {
+	s := openTest(t, Options{})
+	mustKind(t, s, "dav", "caldav")
+	put(t, s, "dav", "o.ics", "uo", "V1")
+	first := pending(t, s, "dav")[0]
+	put(t, s, "dav", "o.ics", "uo", "V2")
+	if err := s.MarkOutboxSent(first.Seq); err != nil {
+		t.Fatal(err)
+	}
+	if es := pending(t, s, "dav"); len(es) != 1 || !es[0].Sent || es[0].Seq == first.Seq {
+		t.Fatalf("outbox = %+v, want the replacing entry marked", es)
+	}
+	if err := s.CompleteOutbox(first.Seq, "other", "/up/o.ics", "E1"); err != nil {
+		t.Fatalf("CompleteOutbox of the replaced entry: %v", err)
+	}
+	if es := pending(t, s, "dav"); len(es) != 1 || es[0].BaseETag != "E1" {
+		t.Fatalf("outbox = %+v, want the replacing entry rebased", es)
+	}
+	if err := s.MarkOutboxSent(999); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("MarkOutboxSent(999) = %v, want ErrNotFound", err)
 	}
 }
 

@@ -81,7 +81,13 @@ func (s *CalDAVSource) pushPut(ctx context.Context, e cache.OutboxEntry) error {
 	href, abs := s.target(e)
 	code, etag, err := s.put(ctx, abs, local.Data, conditional(e.BaseETag))
 	if err != nil {
-		s.unanswered(e.Name, local.Data, err)
+		if s.unanswered(e.Name, local.Data, err) && e.BaseETag == "" && e.Href == "" {
+			// The upstream may have created the object: a client's
+			// delete of it must be pushed, not dropped (cache.OutboxEntry.Sent).
+			if merr := dropped(s.store.MarkOutboxSent(e.Seq)); merr != nil {
+				s.log.Warn("caldav push: cannot record an unanswered create", "name", e.Name, "err", merr)
+			}
+		}
 		return err
 	}
 	if code == http.StatusPreconditionFailed || code == http.StatusNotFound {
@@ -175,11 +181,12 @@ type sentWrites struct {
 // reply (err is not an upstream's answer): the upstream may have carried
 // it out. Until a reply completes a push of name (remember), an upstream
 // version with these bytes, or the object's absence after a DELETE, is
-// calgate's own write, not a change made by someone else.
-func (s *CalDAVSource) unanswered(name string, data []byte, err error) {
+// calgate's own write, not a change made by someone else. It reports
+// whether the write was unanswered.
+func (s *CalDAVSource) unanswered(name string, data []byte, err error) bool {
 	var answered *davStatusError
 	if errors.As(err, &answered) {
-		return
+		return false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -190,12 +197,13 @@ func (s *CalDAVSource) unanswered(name string, data []byte, err error) {
 	}
 	if data == nil {
 		w.deleted = true
-		return
+		return true
 	}
 	if len(w.data) == maxSent {
 		w.data = w.data[1:]
 	}
 	w.data = append(w.data, data)
+	return true
 }
 
 // sentBefore reports whether calgate sent a PUT of name with the content
@@ -334,18 +342,24 @@ func (s *CalDAVSource) retryPut(ctx context.Context, e cache.OutboxEntry, local 
 
 func (s *CalDAVSource) pushDelete(ctx context.Context, e cache.OutboxEntry) error {
 	_, abs := s.target(e)
-	var hdr http.Header
-	if e.BaseETag != "" {
-		hdr = conditional(e.BaseETag)
+	if e.BaseETag != "" || e.Href != "" {
+		var hdr http.Header
+		if e.BaseETag != "" {
+			hdr = conditional(e.BaseETag)
+		}
+		code, err := s.delete(ctx, abs, hdr)
+		if err != nil {
+			s.unanswered(e.Name, nil, err)
+			return err
+		}
+		if code != http.StatusPreconditionFailed {
+			return s.completeDelete(e)
+		}
 	}
-	code, err := s.delete(ctx, abs, hdr)
-	if err != nil {
-		s.unanswered(e.Name, nil, err)
-		return err
-	}
-	if code != http.StatusPreconditionFailed {
-		return s.completeDelete(e)
-	}
+	// A 412, or a delete of an object whose create got no reply
+	// (cache.OutboxEntry.Sent), which has no ETag to match: what the
+	// upstream holds decides. Absent, the delete is done; calgate's own
+	// write, it is deleted; another's, that survives.
 	data, etag, found, err := s.get(ctx, abs)
 	if err != nil {
 		return err

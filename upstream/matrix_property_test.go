@@ -111,23 +111,26 @@ type propConflict struct{ Name, Kept, Loser, Reason string }
 // DELETE for it (answered or not) is deleted on both sides, so a client's
 // new object under that name is no conflict.
 //
-// One outcome is calgate's, not an ideal: a client's delete of an object
-// whose first PUT had its reply lost drops the outbox entry (calgate
-// believes the upstream never saw it), so the next pull brings the object
-// back. Nothing is lost; the model expects it.
+// A client's delete of a new object whose PUT got no reply (createSent)
+// is pushed: the upstream may hold the object. With no ETag to match,
+// calgate first looks the object up: absent, the delete is done; calgate's
+// own, it is deleted (If-Match); another's, that one is restored locally
+// (deleted locally, modified upstream).
 type propModel struct {
-	policy    string
-	up, loc   map[string]propVer
-	known     map[string]string // name -> Sum calgate last knew upstream ("" absent)
-	touched   map[string]bool   // name -> changed upstream by its other user since
-	delSent   map[string]bool   // name -> calgate sent a DELETE since known
-	pending   []string          // names with outbox entries, in outbox order
-	conflicts []propConflict
+	policy     string
+	up, loc    map[string]propVer
+	known      map[string]string // name -> Sum calgate last knew upstream ("" absent)
+	touched    map[string]bool   // name -> changed upstream by its other user since
+	delSent    map[string]bool   // name -> calgate sent a DELETE since known
+	createSent map[string]bool   // name -> its pending entry's create was sent, no reply
+	pending    []string          // names with outbox entries, in outbox order
+	conflicts  []propConflict
 }
 
 func newPropModel(policy string) *propModel {
 	return &propModel{policy: policy, up: map[string]propVer{}, loc: map[string]propVer{},
-		known: map[string]string{}, touched: map[string]bool{}, delSent: map[string]bool{}}
+		known: map[string]string{}, touched: map[string]bool{}, delSent: map[string]bool{},
+		createSent: map[string]bool{}}
 }
 
 // enqueue mirrors the outbox's coalescing: one entry per name, moved to
@@ -135,34 +138,61 @@ func newPropModel(policy string) *propModel {
 // sent drops the entry.
 func (m *propModel) enqueue(n string, del bool) {
 	m.pending = slices.DeleteFunc(m.pending, func(p string) bool { return p == n })
-	if del && m.known[n] == "" {
+	if del && m.known[n] == "" && !m.createSent[n] {
 		return
 	}
 	m.pending = append(m.pending, n)
 }
 
+// probeDelete reports whether the entry of n is a delete of an object
+// calgate created without a reply (see propModel).
+func (m *propModel) probeDelete(n string) bool {
+	_, hasL := m.loc[n]
+	return !hasL && m.known[n] == ""
+}
+
 // unanswered is a round whose first request (of the first queued entry)
-// got no reply: calgate may have deleted it (see delSent).
+// got no reply: calgate may have deleted it (see delSent) or created it
+// (see createSent).
 func (m *propModel) unanswered() {
 	if len(m.pending) == 0 {
 		return
 	}
-	if _, ok := m.loc[m.pending[0]]; !ok {
-		m.delSent[m.pending[0]] = true
+	n := m.pending[0]
+	switch _, ok := m.loc[n]; {
+	case m.probeDelete(n): // its first request is a GET
+	case !ok:
+		m.delSent[n] = true
+	case m.known[n] == "":
+		m.createSent[n] = true
 	}
 }
 
-// sent is the first request of the first queued entry, carried out by
-// the upstream when its precondition holds (reply-lost rounds).
-func (m *propModel) sent() {
-	m.unanswered()
-	if len(m.pending) == 0 {
-		return
+// sent is a reply-lost round: the entries whose push needs no write go
+// through; the first write request of the next one is carried out by the
+// upstream when its precondition holds, and its reply is lost. It
+// reports whether such a write was sent (the round fails).
+func (m *propModel) sent() bool {
+	for len(m.pending) > 0 && m.probeDelete(m.pending[0]) {
+		n := m.pending[0]
+		if _, hasU := m.up[n]; hasU && !m.touched[n] {
+			// calgate's own create: deleted with If-Match.
+			m.delSent[n] = true
+			delete(m.up, n)
+			m.touched[n] = false
+			return true
+		}
+		m.push(n)
+		m.pending = m.pending[1:]
 	}
+	if len(m.pending) == 0 {
+		return false
+	}
+	m.unanswered()
 	n := m.pending[0]
 	u, hasU := m.up[n]
 	if sumOf(u, hasU) != m.known[n] {
-		return // 412 (or 404), lost too: nothing changed
+		return true // 412 (or 404), lost too: nothing changed
 	}
 	if l, ok := m.loc[n]; ok {
 		m.up[n] = l
@@ -173,6 +203,7 @@ func (m *propModel) sent() {
 	// write, which calgate will recognise (a deletion upstream undone by a
 	// re-sent PUT goes without a conflict record: calgate cannot tell).
 	m.touched[n] = false
+	return true
 }
 
 func sumOf(v propVer, ok bool) string {
@@ -214,7 +245,7 @@ func (m *propModel) push(n string) {
 		record(cache.KeptUpstream, l.Sum, reasonBothChanged)
 	}
 	v, ok := m.up[n]
-	m.known[n], m.touched[n], m.delSent[n] = sumOf(v, ok), false, false
+	m.known[n], m.touched[n], m.delSent[n], m.createSent[n] = sumOf(v, ok), false, false, false
 }
 
 // round is a successful engine round: push every entry, then pull.
@@ -690,9 +721,15 @@ func (s *propSeq) do(ctx context.Context, step int, op propOp) error {
 		_, err := s.eng.SyncNow(sctx, s.id)
 		cancel()
 		s.ft.set("")
-		// A lost reply fails the first push; with nothing to push, the
-		// pull (reads only) succeeds.
-		ok := mode == "" || mode == opSyncLost && len(m.pending) == 0
+		// A lost reply fails the first push that writes; with nothing
+		// to write, the pull (reads only) succeeds.
+		ok := mode == ""
+		switch mode {
+		case opSyncLost:
+			ok = !m.sent()
+		case opSyncDown:
+			m.unanswered()
+		}
 		switch {
 		case ok && err != nil:
 			return fmt.Errorf("sync failed: %v", err)
@@ -700,12 +737,6 @@ func (s *propSeq) do(ctx context.Context, step int, op propOp) error {
 			return errors.New("sync succeeded with the upstream down")
 		case !ok && !errors.Is(err, ErrUnavailable):
 			return fmt.Errorf("sync with the upstream down failed with an error that is not ErrUnavailable: %v", err)
-		}
-		switch mode {
-		case opSyncLost:
-			m.sent()
-		case opSyncDown:
-			m.unanswered()
 		}
 		if ok {
 			m.round()
@@ -1035,6 +1066,20 @@ var propRegressions = func() []propScript {
 			// too), then an edit.
 			{{opUpPut, "e0.ics"}, {Kind: opSync}, {opClientPut, "e0.ics"}, {Kind: opSyncLost}, {opClientPut, "e0.ics"}, {Kind: opSyncLost},
 				{opClientPut, "e0.ics"}, {Kind: opSync}},
+			// A lost PUT of a new object, then its delete: the delete
+			// is pushed, not undone by the next pull.
+			{{Kind: opSync}, {opClientPut, "e0.ics"}, {Kind: opSyncLost}, {opClientDelete, "e0.ics"}, {Kind: opSync}},
+			// The same with a lost DELETE too, then the name written again.
+			{{Kind: opSync}, {opClientPut, "e0.ics"}, {Kind: opSyncLost}, {opClientDelete, "e0.ics"}, {Kind: opSyncLost},
+				{opClientPut, "e0.ics"}, {Kind: opSync}},
+			// ... and with the object replaced upstream meanwhile: that
+			// version survives the delete (a conflict), or deleted there.
+			{{Kind: opSync}, {opClientPut, "e0.ics"}, {Kind: opSyncLost}, {opUpPut, "e0.ics"}, {opClientDelete, "e0.ics"}, {Kind: opSync}},
+			{{Kind: opSync}, {opClientPut, "e0.ics"}, {Kind: opSyncLost}, {opUpDelete, "e0.ics"}, {opClientDelete, "e0.ics"},
+				{opClientPut, "e1.ics"}, {Kind: opSyncLost}, {Kind: opSync}},
+			// An unreachable upstream (no reply either), then an edit and
+			// the delete.
+			{{Kind: opSync}, {opClientPut, "e0.ics"}, {Kind: opSyncDown}, {opClientPut, "e0.ics"}, {opClientDelete, "e0.ics"}, {Kind: opSync}},
 			// seed 8: lost PUT of an edit, then deletes.
 			{{opUpPut, "e0.ics"}, {opUpPut, "e1.ics"}, {opUpPut, "e2.ics"}, {Kind: opSync}, {Kind: opSync}, {Kind: opSyncLost},
 				{opUpDelete, "e1.ics"}, {Kind: opSyncDown}, {opUpDelete, "e3.ics"}, {opClientDelete, "e4.ics"}, {opClientPut, "e1.ics"},
@@ -1097,7 +1142,12 @@ func TestMatrixPropertyRadicale(t *testing.T) {
 		scripts = append(scripts,
 			propScript{Seed: 1, Policy: ConflictLocalWins, Ops: []propOp{{Kind: opSync}, {opUpPut, "e0.ics"}, {opClientPut, "e0.ics"}, {Kind: opSync}}},
 			propScript{Seed: 2, Policy: ConflictUpstreamWins, Ops: []propOp{{opUpPut, "e0.ics"}, {Kind: opSync},
-				{opClientDelete, "e0.ics"}, {opClientPut, "e0.ics"}, {Kind: opSync}}})
+				{opClientDelete, "e0.ics"}, {opClientPut, "e0.ics"}, {Kind: opSync}}},
+			// Regression: a new object whose PUT had its reply lost, then
+			// deleted by the client: the delete is pushed (Radicale
+			// serves what it stored re-serialised).
+			propScript{Seed: 3, Policy: ConflictUpstreamWins, Ops: []propOp{{Kind: opSync}, {opClientPut, "e0.ics"}, {Kind: opSyncLost},
+				{opClientDelete, "e0.ics"}, {Kind: opSync}}})
 		for i := range uint64(25) {
 			scripts = append(scripts, propScriptOf(base+i))
 		}
