@@ -384,6 +384,36 @@ func TestConflicts(t *testing.T) {
 	}
 }
 
+// Recording the same loser of an object again returns the first record;
+// another loser, another object or a conflict without loser data is a
+// new record.
+func TestPutConflictIdempotent(t *testing.T) {
+	s := openTest(t, Options{})
+	mustKind(t, s, "dav", "caldav")
+	c := Conflict{User: "alice", Cal: "dav", Name: "a.ics", Kept: "local", LoserData: []byte("UP"), LoserETag: "e1", Reason: "412 on push: modified on both sides"}
+	first, err := s.PutConflict(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.PutConflict(c)
+	if err != nil || again.Seq != first.Seq || !again.Created.Equal(first.Created) {
+		t.Fatalf("PutConflict again = %+v, %v; want the first record %+v", again, err, first)
+	}
+	news := []Conflict{c, c, c, c, {User: "alice", Cal: "dav", Name: "a.ics", Kept: "local", Reason: "deleted upstream, modified locally"}}
+	news[0].LoserETag = "e2"
+	news[1].LoserData = []byte("UP2")
+	news[2].Name = "b.ics"
+	news[3].Kept = "upstream"
+	for _, n := range append(news, news[4]) {
+		if got, err := s.PutConflict(n); err != nil || got.Seq == first.Seq {
+			t.Fatalf("PutConflict(%+v) = %+v, %v; want a new record", n, got, err)
+		}
+	}
+	if list, _ := s.ListConflicts("alice"); len(list) != 7 {
+		t.Fatalf("%d conflicts, want 7: %+v", len(list), list)
+	}
+}
+
 // calBucket0 reports whether conflicts/user/cal exists.
 func calBucket0(t *testing.T, s *Store, user, cal string) bool {
 	t.Helper()

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -38,6 +39,13 @@ type Conflict struct {
 
 // PutConflict stores c under a new Seq and returns it as stored.
 //
+// Recording a loser is idempotent: if the object already has a conflict
+// with the same Kept, LoserETag and LoserData (not nil), that one is
+// returned and nothing is stored, so a push retried after a failure
+// between recording the loser and replacing it records it once.
+// Conflicts without loser data (a deletion lost) are separate events and
+// are always stored.
+//
 // It returns ErrNotFound if calendar c.User/c.Cal does not exist and
 // ErrInvalid if c.User, c.Cal or c.Name is empty.
 func (s *Store) PutConflict(c Conflict) (Conflict, error) {
@@ -55,6 +63,10 @@ func (s *Store) PutConflict(c Conflict) (Conflict, error) {
 			return err, nil
 		}
 		root := tx.Bucket(bucketConflicts)
+		if same, ok, err := sameConflict(tx, &c); err != nil || ok {
+			out = same
+			return nil, err
+		}
 		seq, err := root.NextSequence()
 		if err != nil {
 			return nil, err
@@ -78,6 +90,35 @@ func (s *Store) PutConflict(c Conflict) (Conflict, error) {
 		return Conflict{}, refused
 	}
 	return out, nil
+}
+
+// sameConflict returns the stored conflict of c's object that records the
+// same loser as c (see PutConflict), if any.
+func sameConflict(tx *bbolt.Tx, c *Conflict) (Conflict, bool, error) {
+	if c.LoserData == nil {
+		return Conflict{}, false, nil
+	}
+	cb := calBucket(tx, bucketConflicts, c.User, c.Cal)
+	if cb != nil {
+		cb = cb.Bucket([]byte(c.Name))
+	}
+	if cb == nil {
+		return Conflict{}, false, nil
+	}
+	var found Conflict
+	ok := false
+	err := cb.ForEach(func(k, v []byte) error {
+		var o Conflict
+		if len(k) != 8 || json.Unmarshal(v, &o) != nil {
+			return fmt.Errorf("cache: conflict %s/%s/%s/%x: %w", c.User, c.Cal, c.Name, k, errCorrupt)
+		}
+		if !ok && o.Kept == c.Kept && o.LoserETag == c.LoserETag && bytes.Equal(o.LoserData, c.LoserData) {
+			o.User, o.Cal, o.Name, o.Seq = c.User, c.Cal, c.Name, binary.BigEndian.Uint64(k)
+			found, ok = o, true
+		}
+		return nil
+	})
+	return found, ok, err
 }
 
 // ListConflicts returns the conflicts of every calendar of user (of every

@@ -838,3 +838,68 @@ func TestCalDAVPushProperties(t *testing.T) {
 		}
 	})
 }
+
+// Under local-wins, a push that fails after the upstream's version was
+// recorded as the loser (the replacing PUT does not reach the upstream,
+// or its reply is lost) is retried: the loser is recorded once. The
+// faults are the property test's (propFaults), on the replacing PUT only.
+func TestCalDAVLocalWinsRetryRecordsOnce(t *testing.T) {
+	eachDAVServer(t, func(t *testing.T, srv *davServer) {
+		for _, mode := range []string{opSyncDown, opSyncLost} {
+			t.Run(mode, func(t *testing.T) {
+				ft := &propFaults{base: http.DefaultTransport}
+				var mu sync.Mutex
+				puts, faulty := 0, false
+				e := newCalDAVEnv(t, srv, func(o *CalDAVOptions) {
+					o.Conflict = ConflictLocalWins
+					o.Client = &http.Client{Timeout: 30 * time.Second, Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+						mu.Lock()
+						if r.Method == http.MethodPut && faulty {
+							if puts++; puts == 2 { // the one after the 412
+								ft.set(mode)
+							}
+						}
+						mu.Unlock()
+						defer ft.set("")
+						return ft.RoundTrip(r)
+					})}
+				})
+				srv.Put(e.url("e.ics"), davEvent("u", "base"))
+				e.sync()
+				srv.Put(e.url("e.ics"), davEvent("u", "upstream edit"))
+				upstreamData := srv.Get(e.url("e.ics"))
+				localData := davEvent("u", "local edit")
+				e.localPut("e.ics", localData)
+
+				mu.Lock()
+				faulty = true
+				mu.Unlock()
+				entries := davMust(e.store.DueOutbox(time.Now(), 0))
+				if len(entries) != 1 {
+					t.Fatalf("outbox %+v", entries)
+				}
+				if err := e.src.Push(context.Background(), entries[0]); err == nil {
+					t.Fatal("push succeeded with the replacing PUT failing")
+				}
+				mu.Lock()
+				faulty = false
+				mu.Unlock()
+				e.pushAll()
+
+				if got := srv.Get(e.url("e.ics")); !sameContent(got, localData) {
+					t.Fatalf("upstream has\n%s", got)
+				}
+				cs := davMust(e.store.ListConflicts(davUser))
+				if len(cs) != 1 {
+					t.Fatalf("%d conflicts, want 1: %+v", len(cs), cs)
+				}
+				if c := cs[0]; c.Kept != cache.KeptLocal || string(c.LoserData) != string(upstreamData) || c.Reason != reasonBothChanged {
+					t.Fatalf("conflict %+v", c)
+				}
+				if res := e.sync(); res.Put != 0 || res.Deleted != 0 {
+					t.Fatalf("sync after the push: %+v", res)
+				}
+			})
+		}
+	})
+}
