@@ -200,10 +200,7 @@ func TestHTTPClientHTTPSToHTTP(t *testing.T) {
 
 	// The client calgate uses, trusting the test server's certificate.
 	client := NewHTTPClient(HTTPOptions{Timeout: 10 * time.Second})
-	tr, ok := client.Transport.(*http.Transport)
-	if !ok {
-		t.Fatalf("NewHTTPClient's transport is a %T", client.Transport)
-	}
+	tr := baseTransport(client)
 	tr.TLSClientConfig = &tls.Config{RootCAs: tlsSrv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
 
 	resp, err := client.Get(tlsSrv.URL + "/to-http")

@@ -433,7 +433,7 @@ func runOutbound(t *testing.T, ctx context.Context, engine *Engine, store *cache
 
 			// The cached copy, through the front in its good mode.
 			seedClient := NewHTTPClient(HTTPOptions{Timeout: 10 * time.Second})
-			seedClient.Transport.(*http.Transport).TLSClientConfig = front.rootCAs()
+			baseTransport(seedClient).TLSClientConfig = front.rootCAs()
 			res, err := kind.new(id, cal, front.URL+path, seedClient).Sync(ctx)
 			if err != nil || res.Put == 0 {
 				t.Fatalf("seeding sync: %+v, %v", res, err)
@@ -450,7 +450,7 @@ func runOutbound(t *testing.T, ctx context.Context, engine *Engine, store *cache
 				timeout = 10 * time.Second
 			}
 			client := NewHTTPClient(HTTPOptions{Timeout: timeout})
-			tr := client.Transport.(*http.Transport)
+			tr := baseTransport(client)
 			if tc.trust {
 				tr.TLSClientConfig = front.rootCAs()
 			}

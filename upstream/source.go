@@ -100,9 +100,10 @@ func retryAfter(v string, now time.Time) (time.Duration, bool) {
 }
 
 // networkError wraps a transport error as unavailable, unless the
-// request was cancelled or a redirect was refused.
+// request was cancelled, a redirect was refused or a dial to a local
+// address was.
 func networkError(err error, what string) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, ErrRedirect) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, ErrRedirect) || errors.Is(err, ErrLocalAddress) {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return fmt.Errorf("%w: %s: %v", ErrUnavailable, what, err)
