@@ -79,7 +79,7 @@ func (s *CalDAVSource) pushPut(ctx context.Context, e cache.OutboxEntry) error {
 		return err
 	}
 	href, abs := s.target(e)
-	code, etag, err := s.put(ctx, abs, local.Data, conditional(e.BaseETag))
+	code, etag, err := s.put(ctx, e.Name, abs, local.Data, conditional(e.BaseETag))
 	if err != nil {
 		if s.unanswered(e.Name, local.Data, err) && e.BaseETag == "" && e.Href == "" {
 			// The upstream may have created the object: a client's
@@ -96,13 +96,13 @@ func (s *CalDAVSource) pushPut(ctx context.Context, e cache.OutboxEntry) error {
 	return s.complete(ctx, e, local, href, abs, etag)
 }
 
-// put sends data to abs with the precondition hdr. A 412 or 404 answer
+// put sends data of object name to abs with the precondition hdr. A 412 or 404 answer
 // is returned as its code; other failures as errors. etag is the new
 // upstream ETag from the response ("" if the server sent none).
 //
 // Servers such as Radicale refuse to overwrite an object with one of
 // another UID (409 no-uid-conflict); put then replaces it (see replace).
-func (s *CalDAVSource) put(ctx context.Context, abs string, data []byte, hdr http.Header) (code int, etag string, err error) {
+func (s *CalDAVSource) put(ctx context.Context, name, abs string, data []byte, hdr http.Header) (code int, etag string, err error) {
 	hdr = hdr.Clone()
 	hdr.Set("Content-Type", "text/calendar; charset=utf-8")
 	resp, body, err := s.request(ctx, http.MethodPut, abs, hdr, data, http.StatusPreconditionFailed, http.StatusNotFound, http.StatusConflict)
@@ -111,7 +111,7 @@ func (s *CalDAVSource) put(ctx context.Context, abs string, data []byte, hdr htt
 	}
 	if resp.StatusCode == http.StatusConflict {
 		if ifMatch := hdr.Get("If-Match"); ifMatch != "" && bytes.Contains(body, []byte("no-uid-conflict")) {
-			return s.replace(ctx, abs, data, ifMatch)
+			return s.replace(ctx, name, abs, data, ifMatch)
 		}
 		return 0, "", s.classify(resp, nil, http.MethodPut+" "+redact(abs))
 	}
@@ -120,13 +120,19 @@ func (s *CalDAVSource) put(ctx context.Context, abs string, data []byte, hdr htt
 
 // replace puts data at abs in place of the object ifMatch names, which has
 // another UID: a DELETE with If-Match, then a PUT with If-None-Match: *.
-// A 412 of either is returned as its code.
-func (s *CalDAVSource) replace(ctx context.Context, abs string, data []byte, ifMatch string) (code int, etag string, err error) {
+// A 412 of either is returned as its code. If the PUT does not follow the
+// DELETE, the object's absence upstream is calgate's own doing (see
+// deleteSent): a retry re-creates it without a conflict.
+func (s *CalDAVSource) replace(ctx context.Context, name, abs string, data []byte, ifMatch string) (code int, etag string, err error) {
 	code, err = s.delete(ctx, abs, http.Header{"If-Match": {ifMatch}})
 	if err != nil || code == http.StatusPreconditionFailed {
 		return code, "", err
 	}
-	return s.put(ctx, abs, data, conditional(""))
+	code, etag, err = s.put(ctx, name, abs, data, conditional(""))
+	if err != nil || code/100 != 2 {
+		s.noteDelete(name)
+	}
+	return code, etag, err
 }
 
 // complete records a successful put: the new upstream ETag (read back
@@ -174,7 +180,7 @@ const maxSent = 8
 // upstream may have carried them out.
 type sentWrites struct {
 	data    [][]byte // the bodies of PUTs, oldest first
-	deleted bool     // a DELETE was sent
+	deleted bool     // a DELETE was sent (or made, see noteDelete)
 }
 
 // unanswered notes that a PUT of data (nil: a DELETE) of name got no
@@ -196,7 +202,7 @@ func (s *CalDAVSource) unanswered(name string, data []byte, err error) bool {
 		s.sent[name] = w
 	}
 	if data == nil {
-		w.deleted = true
+		w.deleted = true // as noteDelete
 		return true
 	}
 	if len(w.data) == maxSent {
@@ -204,6 +210,20 @@ func (s *CalDAVSource) unanswered(name string, data []byte, err error) bool {
 	}
 	w.data = append(w.data, data)
 	return true
+}
+
+// noteDelete notes a DELETE of name that calgate made, answered, in
+// place of an object of another UID, when the PUT meant to follow it
+// failed: like an unanswered DELETE, it explains the object's absence.
+func (s *CalDAVSource) noteDelete(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.sent[name]
+	if w == nil {
+		w = &sentWrites{}
+		s.sent[name] = w
+	}
+	w.deleted = true
 }
 
 // sentBefore reports whether calgate sent a PUT of name with the content
@@ -254,7 +274,7 @@ func (s *CalDAVSource) resolvePut(ctx context.Context, e cache.OutboxEntry, loca
 	}
 	if !found {
 		// Deleted upstream, modified locally: the modification survives.
-		code, newETag, err := s.put(ctx, abs, local.Data, conditional(""))
+		code, newETag, err := s.put(ctx, e.Name, abs, local.Data, conditional(""))
 		if err != nil {
 			return err
 		}
@@ -293,7 +313,7 @@ func (s *CalDAVSource) resolvePut(ctx context.Context, e cache.OutboxEntry, loca
 		}); err != nil {
 			return err
 		}
-		code, newETag, err := s.put(ctx, abs, local.Data, conditional(etag))
+		code, newETag, err := s.put(ctx, e.Name, abs, local.Data, conditional(etag))
 		if err != nil {
 			return err
 		}
@@ -330,7 +350,7 @@ func (s *CalDAVSource) resolvePut(ctx context.Context, e cache.OutboxEntry, loca
 // retryPut sends the entry again against the current upstream ETag, which
 // is calgate's own last write.
 func (s *CalDAVSource) retryPut(ctx context.Context, e cache.OutboxEntry, local cache.Object, href, abs, etag string) error {
-	code, newETag, err := s.put(ctx, abs, local.Data, conditional(etag))
+	code, newETag, err := s.put(ctx, e.Name, abs, local.Data, conditional(etag))
 	if err != nil {
 		return err
 	}

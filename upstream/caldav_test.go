@@ -843,10 +843,19 @@ func TestCalDAVPushProperties(t *testing.T) {
 // recorded as the loser (the replacing PUT does not reach the upstream,
 // or its reply is lost) is retried: the loser is recorded once. The
 // faults are the property test's (propFaults), on the replacing PUT only.
+// On Radicale, an upstream version of another UID is replaced by a DELETE
+// and a PUT (see put); a failure between the two is not taken for a
+// deletion upstream at the retry.
 func TestCalDAVLocalWinsRetryRecordsOnce(t *testing.T) {
 	eachDAVServer(t, func(t *testing.T, srv *davServer) {
-		for _, mode := range []string{opSyncDown, opSyncLost} {
-			t.Run(mode, func(t *testing.T) {
+		for _, tc := range []struct {
+			mode     string
+			otherUID bool
+		}{{opSyncDown, false}, {opSyncLost, false}, {opSyncDown, true}, {opSyncLost, true}} {
+			if tc.otherUID && srv.Kind != "radicale" {
+				continue
+			}
+			t.Run(fmt.Sprintf("%s/other-uid=%v", tc.mode, tc.otherUID), func(t *testing.T) {
 				ft := &propFaults{base: http.DefaultTransport}
 				var mu sync.Mutex
 				puts, faulty := 0, false
@@ -855,8 +864,10 @@ func TestCalDAVLocalWinsRetryRecordsOnce(t *testing.T) {
 					o.Client = &http.Client{Timeout: 30 * time.Second, Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 						mu.Lock()
 						if r.Method == http.MethodPut && faulty {
-							if puts++; puts == 2 { // the one after the 412
-								ft.set(mode)
+							// The PUT after the 412, or after the DELETE of
+							// the object of another UID.
+							if puts++; !tc.otherUID && puts == 2 || tc.otherUID && r.Header.Get("If-None-Match") == "*" {
+								ft.set(tc.mode)
 							}
 						}
 						mu.Unlock()
@@ -866,7 +877,12 @@ func TestCalDAVLocalWinsRetryRecordsOnce(t *testing.T) {
 				})
 				srv.Put(e.url("e.ics"), davEvent("u", "base"))
 				e.sync()
-				srv.Put(e.url("e.ics"), davEvent("u", "upstream edit"))
+				if tc.otherUID {
+					srv.Delete(e.url("e.ics"))
+					srv.Put(e.url("e.ics"), davEvent("u2", "upstream edit"))
+				} else {
+					srv.Put(e.url("e.ics"), davEvent("u", "upstream edit"))
+				}
 				upstreamData := srv.Get(e.url("e.ics"))
 				localData := davEvent("u", "local edit")
 				e.localPut("e.ics", localData)
