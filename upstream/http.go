@@ -15,8 +15,9 @@ import (
 
 // HTTPOptions configure the one HTTP client calgate uses for upstreams.
 type HTTPOptions struct {
-	// Timeout bounds a whole request, body included, so a server that
-	// drips its answer cannot hold a sync. Default: 2m.
+	// Timeout bounds a whole request, its redirects and its body
+	// included, so a server that drips its answer cannot hold a sync;
+	// past it, errors are a *TimeoutError. Default: 2m.
 	Timeout time.Duration
 	// MaxRedirects is the longest redirect chain followed. Default: 5.
 	MaxRedirects int
@@ -54,7 +55,7 @@ func NewHTTPClient(opts HTTPOptions) *http.Client {
 	if opts.Resolver == nil {
 		opts.Resolver = net.DefaultResolver
 	}
-	g := &guardTransport{resolver: opts.Resolver}
+	g := &guardTransport{resolver: opts.Resolver, timeout: opts.Timeout}
 	g.dialer = &net.Dialer{
 		Timeout:        10 * time.Second,
 		KeepAlive:      30 * time.Second,
@@ -72,8 +73,7 @@ func NewHTTPClient(opts HTTPOptions) *http.Client {
 		ExpectContinueTimeout: time.Second,
 	}
 	return &http.Client{
-		Transport: g,
-		Timeout:   opts.Timeout,
+		Transport: g, // which applies opts.Timeout to each redirect chain
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			return redirectPolicy(req, via, opts.MaxRedirects, opts.Resolver)
 		},
@@ -125,6 +125,7 @@ type guardTransport struct {
 	base     *http.Transport
 	dialer   *net.Dialer // base's dialer; ControlContext is refuseLocal
 	resolver *net.Resolver
+	timeout  time.Duration // HTTPOptions.Timeout
 }
 
 // chain is a redirect chain: the host of its first request, and whether
@@ -132,6 +133,7 @@ type guardTransport struct {
 type chain struct {
 	host     string
 	resolver *net.Resolver
+	deadline time.Time // of the whole chain: its start plus HTTPOptions.Timeout
 
 	once     sync.Once
 	isPublic bool // set by once
@@ -175,7 +177,7 @@ func chainOf(req *http.Request) *chain {
 func (g *guardTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := chainOf(req)
 	if c == nil {
-		c = &chain{host: req.URL.Hostname(), resolver: g.resolver}
+		c = &chain{host: req.URL.Hostname(), resolver: g.resolver, deadline: time.Now().Add(g.timeout)}
 	}
 	ctx := context.WithValue(req.Context(), chainKey{}, c)
 	proxied := false
@@ -186,49 +188,73 @@ func (g *guardTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !proxied {
 		ctx = context.WithValue(ctx, dialKey{}, &dialCheck{chain: c, host: req.URL.Host})
 	}
+	// The chain's deadline bounds every hop, body included: the client's
+	// own Timeout is not used, since http.Client times a RoundTripper it
+	// does not know (this one) with a timer racing the context, and the
+	// error then rarely says that the time was up.
+	ctx, cancel := context.WithDeadline(ctx, c.deadline)
 	resp, err := g.base.RoundTrip(req.WithContext(ctx))
 	if err != nil {
-		waitClientTimeout(req)
+		err = g.timedOut(ctx, c.deadline, err)
+		cancel()
 		return nil, err
 	}
-	resp.Body = timeoutBody{resp.Body, req}
+	resp.Body = &deadlineBody{ReadCloser: resp.Body, ctx: ctx, deadline: c.deadline, cancel: cancel, g: g}
 	return resp, nil
 }
 
-// waitClientTimeout keeps http.Client's "Client.Timeout" in errors. The
-// client sends requests to a RoundTripper it does not know (this one)
-// through its legacy timeout path, where a timer first marks that
-// Client.Timeout expired and then closes req.Cancel, while the request's
-// context expires at the same instant and usually fails the request
-// first, before the mark. An error at that deadline waits (briefly) for
-// the mark.
-func waitClientTimeout(req *http.Request) {
-	//lint:ignore SA1019 req.Cancel is how http.Client's legacy path signals its timeout
-	cancel := req.Cancel
-	if cancel == nil || !errors.Is(req.Context().Err(), context.DeadlineExceeded) {
-		return
+// timedOut returns err, or a *TimeoutError for err if ctx expired at the
+// chain's deadline (not at an earlier one of the caller's).
+func (g *guardTransport) timedOut(ctx context.Context, deadline time.Time, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) && !time.Now().Before(deadline) {
+		return &TimeoutError{Limit: g.timeout, Err: err}
 	}
-	t := time.NewTimer(100 * time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-cancel:
-	case <-t.C:
-	}
+	return err
 }
 
-// timeoutBody is a response body whose read errors wait for
-// waitClientTimeout.
-type timeoutBody struct {
+// TimeoutError is the error of a request (a redirect chain, body
+// included) that took longer than HTTPOptions.Timeout. It is a net.Error
+// whose Timeout method reports true.
+type TimeoutError struct {
+	Limit time.Duration // HTTPOptions.Timeout
+	Err   error
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("no complete answer within the upstream timeout of %v: %v", e.Limit, e.Err)
+}
+
+// Unwrap returns the underlying error.
+func (e *TimeoutError) Unwrap() error { return e.Err }
+
+// Temporary implements net.Error; a timeout may pass.
+func (e *TimeoutError) Temporary() bool { return true }
+
+// Timeout implements net.Error.
+func (e *TimeoutError) Timeout() bool { return true }
+
+// deadlineBody is a response body read under its hop's deadline; closing
+// it releases the hop's context.
+type deadlineBody struct {
 	io.ReadCloser
-	req *http.Request
+	ctx      context.Context
+	deadline time.Time // the chain's
+	cancel   context.CancelFunc
+	g        *guardTransport
 }
 
-func (b timeoutBody) Read(p []byte) (int, error) {
+func (b *deadlineBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if err != nil && err != io.EOF {
-		waitClientTimeout(b.req)
+		err = b.g.timedOut(b.ctx, b.deadline, err)
 	}
 	return n, err
+}
+
+func (b *deadlineBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }
 
 // CloseIdleConnections implements the optional interface that

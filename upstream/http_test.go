@@ -400,7 +400,7 @@ func TestICSFaults(t *testing.T) {
 		{mode: "503", unavailable: true, retryAfter: 7 * time.Second, errText: "503"},
 		{mode: "503-date", unavailable: true, retryAfter: 90 * time.Second, errText: "503"},
 		{mode: "hang-body", unavailable: true, slow: true, errText: "reading the body"},
-		{mode: "hang-headers", unavailable: true, slow: true, errText: "Client.Timeout"},
+		{mode: "hang-headers", unavailable: true, slow: true, errText: "upstream timeout"},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			srv.set(tc.mode)

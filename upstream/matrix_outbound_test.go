@@ -246,7 +246,7 @@ func outboundCases() []outboundCase {
 		{name: "redirect loop A-B-A", mode: faultLoopAB, want: []string{"more than 5 redirects"}, redirect: true, maxRequests: maxRedirects + 1},
 		{name: "https to http", mode: faultToHTTP, tls: true, trust: true, want: []string{"from https to http"}, redirect: true, maxRequests: 1},
 		{name: "gzip bomb", mode: faultGzipBomb, want: []string{"larger than 1048576 bytes"}, memory: true, maxRequests: 1},
-		{name: "slow drip", mode: faultDrip, timeout: time.Second, want: []string{"Client.Timeout"}, maxRequests: 1},
+		{name: "slow drip", mode: faultDrip, timeout: time.Second, want: []string{"upstream timeout"}, maxRequests: 1},
 		{name: "TLS untrusted", mode: faultNone, tls: true, want: []string{"certificate signed by unknown authority"}},
 		{name: "TLS wrong host", mode: faultNone, tls: true, trust: true, host: "localhost", want: []string{"certificate is valid for", "not localhost"}},
 		{name: "huge headers", mode: faultHugeHeaders, want: []string{"server response headers exceeded"}, maxRequests: 1},

@@ -117,7 +117,11 @@ type propConflict struct{ Name, Kept, Loser, Reason string }
 // own, it is deleted (If-Match); another's, that one is restored locally
 // (deleted locally, modified upstream).
 type propModel struct {
-	policy     string
+	policy string
+	// keepsUID: the upstream refuses to overwrite an object with one of
+	// another UID (Radicale's 409 no-uid-conflict), so calgate replaces
+	// it with a DELETE and a PUT.
+	keepsUID   bool
 	up, loc    map[string]propVer
 	known      map[string]string // name -> Sum calgate last knew upstream ("" absent)
 	touched    map[string]bool   // name -> changed upstream by its other user since
@@ -127,8 +131,8 @@ type propModel struct {
 	conflicts  []propConflict
 }
 
-func newPropModel(policy string) *propModel {
-	return &propModel{policy: policy, up: map[string]propVer{}, loc: map[string]propVer{},
+func newPropModel(policy string, keepsUID bool) *propModel {
+	return &propModel{policy: policy, keepsUID: keepsUID, up: map[string]propVer{}, loc: map[string]propVer{},
 		known: map[string]string{}, touched: map[string]bool{}, delSent: map[string]bool{},
 		createSent: map[string]bool{}}
 }
@@ -193,6 +197,9 @@ func (m *propModel) sent() bool {
 	u, hasU := m.up[n]
 	if sumOf(u, hasU) != m.known[n] {
 		return true // 412 (or 404), lost too: nothing changed
+	}
+	if l, ok := m.loc[n]; ok && hasU && m.keepsUID && l.UID != u.UID {
+		return true // 409 no-uid-conflict, lost too: nothing changed
 	}
 	if l, ok := m.loc[n]; ok {
 		m.up[n] = l
@@ -282,6 +289,9 @@ type propPeer struct {
 	collURL func(id string) string
 	// exact: the server stores and serves the bytes it was sent.
 	exact bool
+	// keepsUID: the server refuses to overwrite an object with one of
+	// another UID (see propModel.keepsUID).
+	keepsUID bool
 	// list, if set, reads a collection without HTTP (calgate's store).
 	list func(id string) (map[string][]byte, error)
 }
@@ -535,7 +545,7 @@ func (e *propEnv) calgateURL(id, name string) string {
 
 // runSeq runs one sequence and checks it; the error names what failed.
 func (e *propEnv) runSeq(ctx context.Context, idx int, sc propScript, verbose bool) (*propStats, []string, error) {
-	s := &propSeq{env: e, sc: sc, id: fmt.Sprintf("p%d-%d", idx, sc.Seed%1000), m: newPropModel(sc.Policy),
+	s := &propSeq{env: e, sc: sc, id: fmt.Sprintf("p%d-%d", idx, sc.Seed%1000), m: newPropModel(sc.Policy, e.peer.keepsUID),
 		rng: rand.New(rand.NewPCG(sc.Seed, sc.Seed^0x5851f42d4c957f2d)), stats: newPropStats(), verbos: verbose}
 	start := time.Now()
 	err := s.run(ctx)
@@ -1127,7 +1137,8 @@ func TestMatrixPropertyRadicale(t *testing.T) {
 	srv := startDAVServer(t, "radicale")
 	peer := propPeer{
 		user: srv.Username, pass: srv.Password,
-		collURL: func(id string) string { return srv.Base + "/" + srv.Username + "/" + id + "/" },
+		collURL:  func(id string) string { return srv.Base + "/" + srv.Username + "/" + id + "/" },
+		keepsUID: true,
 	}
 	e := newPropEnv(t, peer)
 	var scripts []propScript
@@ -1147,7 +1158,12 @@ func TestMatrixPropertyRadicale(t *testing.T) {
 			// deleted by the client: the delete is pushed (Radicale
 			// serves what it stored re-serialised).
 			propScript{Seed: 3, Policy: ConflictUpstreamWins, Ops: []propOp{{Kind: opSync}, {opClientPut, "e0.ics"}, {Kind: opSyncLost},
-				{opClientDelete, "e0.ics"}, {Kind: opSync}}})
+				{opClientDelete, "e0.ics"}, {Kind: opSync}}},
+			// Regression: a name re-created under a new UID, pushed in a
+			// round whose replies are lost: Radicale refused the PUT
+			// (409), so nothing changed upstream until the next round.
+			propScript{Seed: 4, Policy: ConflictUpstreamWins, Ops: []propOp{{opUpPut, "e0.ics"}, {Kind: opSync},
+				{opClientDelete, "e0.ics"}, {opClientPut, "e0.ics"}, {Kind: opSyncLost}, {Kind: opSync}}})
 		for i := range uint64(25) {
 			scripts = append(scripts, propScriptOf(base+i))
 		}
