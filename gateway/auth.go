@@ -13,9 +13,10 @@ import (
 )
 
 // authenticator checks HTTP Basic credentials against bcrypt hashes,
-// remembering verified credentials for a while (clients send them with
-// every request, and a bcrypt comparison costs tens of milliseconds), and
-// rate-limiting failed attempts per user and per address.
+// remembering verified credentials per client address for a while
+// (clients send them with every request, and a bcrypt comparison costs
+// tens of milliseconds), and rate-limiting failed attempts per user and
+// per address.
 type authenticator struct {
 	hashes map[string][]byte // read only after construction
 	ttl    time.Duration
@@ -25,7 +26,7 @@ type authenticator struct {
 	trusted []netip.Prefix
 
 	mu       sync.Mutex                 // protects the following
-	verified map[[32]byte]time.Time     // sha256(user, password) -> expiry
+	verified map[[32]byte]time.Time     // sha256(user, password, address) -> expiry
 	limiters map[string]*failureLimiter // "u:"+user or "a:"+address
 }
 
@@ -66,19 +67,29 @@ func (a *authenticator) authenticate(r *http.Request) (string, error) {
 		return "", errf(http.StatusUnauthorized, "sign in with HTTP Basic authentication")
 	}
 	now := a.now()
-	// The limit comes before the remembered credentials: otherwise,
-	// during a lockout, a guess would still be told right (a remembered
-	// password) from wrong (429).
+	// Remembered credentials are bound to the address that proved them,
+	// and are checked after the address's own limit but before the
+	// user's: a client that signed in keeps working while someone
+	// elsewhere floods its user name with wrong passwords, and a guess
+	// during a lockout is never told right from wrong (from an address
+	// that has not proved the password, every attempt gets 429).
 	addr := clientAddr(r, a.trusted)
-	if !a.allow("u:"+user, now) || !a.allow("a:"+addr, now) {
+	if !a.allow("a:"+addr, now) {
 		return "", errf(http.StatusTooManyRequests, "too many failed sign-ins; wait and try again")
 	}
-	key := credKey(user, pass)
+	key := credKey(user, pass, addr)
 	a.mu.Lock()
 	exp, hit := a.verified[key]
 	a.mu.Unlock()
 	if hit && now.Before(exp) {
 		return user, nil
+	}
+	if !a.allow("u:"+user, now) {
+		// Counted against the address, so that guessing during a lockout
+		// from an address that shares a remembered password (a NAT) soon
+		// locks that address as well.
+		a.fail("a:"+addr, now)
+		return "", errf(http.StatusTooManyRequests, "too many failed sign-ins; wait and try again")
 	}
 	hash, known := a.hashes[user]
 	if !known {
@@ -110,11 +121,14 @@ func setAuthHeaders(w http.ResponseWriter, status int) {
 	}
 }
 
-func credKey(user, pass string) [32]byte {
+// credKey identifies credentials proved from one client address.
+func credKey(user, pass, addr string) [32]byte {
 	h := sha256.New()
 	h.Write([]byte(user))
 	h.Write([]byte{0})
 	h.Write([]byte(pass))
+	h.Write([]byte{0})
+	h.Write([]byte(addr))
 	var k [32]byte
 	copy(k[:], h.Sum(nil))
 	return k

@@ -635,7 +635,11 @@ func TestMatrixAuth(t *testing.T) {
 		}
 		for _, p := range []string{"/dav/", "/"} {
 			if code := login(e, p, "alice", testPassword, "192.0.2.7"); code != http.StatusTooManyRequests {
-				t.Errorf("alice's right password (remembered from before) at %s during the lockout: %d, want 429", p, code)
+				t.Errorf("alice's right password from a new address at %s during the lockout: %d, want 429", p, code)
+			}
+			// Her client, at the address that proved the password, goes on.
+			if code := login(e, p, "alice", testPassword, "198.51.100.1"); code != http.StatusMultiStatus && code != http.StatusOK {
+				t.Errorf("alice's client at its own address at %s during the lockout: %d, want it served", p, code)
 			}
 		}
 		if code := login(e, "/dav/", "bob", testPassword, "192.0.2.7"); code != http.StatusMultiStatus {
@@ -653,8 +657,42 @@ func TestMatrixAuth(t *testing.T) {
 		if after[0] != http.StatusUnauthorized || after[1] != http.StatusTooManyRequests {
 			t.Errorf("two wrong passwords after the window: %v, want [401 429] (one attempt per %v)", after, failureEvery)
 		}
-		t.Logf("MATRIX auth: per user: burst of %d wrong passwords (401), then 429 even for the right password (remembered or not) at /dav/ and /, "+
-			"bob unaffected; after %v one more attempt", burst, failureEvery)
+		t.Logf("MATRIX auth: per user: burst of %d wrong passwords (401), then 429 even for the right password from any address that has not proved it, "+
+			"at /dav/ and /, while alice's signed-in client and bob are served; after %v one more attempt", burst, failureEvery)
+	})
+
+	t.Run("per-user, guessing beside a signed-in client", func(t *testing.T) {
+		// Someone behind the same address as alice's client (a NAT)
+		// guesses during her lockout: every guess is a 429, and the
+		// guesses lock the address, so that even the right password is
+		// then a 429 there: right is never told from wrong.
+		e := newEnv(t, trusted)
+		clock := useFakeClock(e)
+		const shared = "198.51.100.9"
+		if code := login(e, "/dav/", "alice", testPassword, shared); code != http.StatusMultiStatus {
+			t.Fatalf("alice's first sign-in: %d", code)
+		}
+		for i := range failureBurst {
+			login(e, "/dav/", "alice", fmt.Sprintf("flood%d", i), fmt.Sprintf("203.0.113.%d", i+1))
+		}
+		guesses := 0
+		for i := range 100 {
+			if login(e, "/dav/", "alice", fmt.Sprintf("guess%d", i), shared) != http.StatusTooManyRequests {
+				t.Fatalf("guess %d from the shared address during the lockout: not 429", i)
+			}
+			guesses++
+			if login(e, "/dav/", "alice", testPassword, shared) == http.StatusTooManyRequests {
+				break
+			}
+		}
+		if guesses == 100 {
+			t.Fatal("100 guesses from the shared address during the lockout and the remembered password still served there")
+		}
+		clock.advance(2 * failureBurst * failureEvery)
+		if code := login(e, "/dav/", "alice", testPassword, shared); code != http.StatusMultiStatus {
+			t.Errorf("alice after the windows: %d, want 207", code)
+		}
+		t.Logf("MATRIX auth: guessing beside a signed-in client during a lockout: %d guesses (all 429) locked the shared address, then the right password is 429 there too", guesses)
 	})
 
 	t.Run("per-address", func(t *testing.T) {
