@@ -48,7 +48,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	var de *davError
 	if !errors.As(err, &de) {
-		h.log.Error("request failed", "method", r.Method, "path", redactFeedPath(r.URL.Path), "err", err)
+		h.log.Error("request failed", "method", r.Method, "path", h.logPath(r.URL.Path), "err", err)
 		de = errf(http.StatusInternalServerError, "internal error; see the server log")
 	}
 	var b strings.Builder

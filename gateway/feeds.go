@@ -323,19 +323,6 @@ func (h *Handler) isToken(s string) bool {
 	return false
 }
 
-// redactFeedPath hides a token carried in a feed path, for the logs of
-// requests that reached a feed (logPath takes any path).
-func redactFeedPath(p string) string {
-	rest, ok := strings.CutPrefix(p, feedsPrefix)
-	if !ok {
-		return p
-	}
-	if i := strings.IndexByte(rest, '/'); i >= 0 {
-		return feedsPrefix + "[token]/" + rest[i+1:]
-	}
-	return p
-}
-
 // CalendarSpec is the feed of one whole calendar, as GET of the calendar
 // collection serves it (and `calgate export USER/CALENDAR` writes it).
 func CalendarSpec(user, cal string) feed.Spec {

@@ -273,7 +273,7 @@ func (h *Handler) conflictGone(w http.ResponseWriter, r *http.Request, nonce str
 
 // statusFailed answers a storage failure; its detail goes to the log.
 func (h *Handler) statusFailed(w http.ResponseWriter, r *http.Request, nonce string, err error) {
-	h.log.Error("status page failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	h.log.Error("status page failed", "method", r.Method, "path", h.logPath(r.URL.Path), "err", err)
 	h.statusMessage(w, r, nonce, http.StatusInternalServerError, "Internal error",
 		"The status page could not be built; the server log has the details.")
 }
