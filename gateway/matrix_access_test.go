@@ -604,6 +604,24 @@ func login(e *env, path, user, pass, xff string) int {
 	return resp.StatusCode
 }
 
+// burstUntilLimited makes failed sign-in attempt(i) for i = 0, 1, ...
+// until one is answered 429, and returns how many were answered 401
+// before it; other answers, or 100 attempts without a 429, fail t.
+func burstUntilLimited(t *testing.T, what string, attempt func(i int) int) int {
+	t.Helper()
+	for i := range 100 {
+		switch code := attempt(i); code {
+		case http.StatusTooManyRequests:
+			return i
+		case http.StatusUnauthorized:
+		default:
+			t.Fatalf("%s: attempt %d: %d, want 401 or 429", what, i, code)
+		}
+	}
+	t.Fatalf("100 %s and no 429", what)
+	return 0
+}
+
 // TestMatrixAuth: failed sign-ins are limited per user and per client
 // address after a burst, and then even the right password is refused
 // until the window passes (also when the password was verified and
@@ -618,21 +636,10 @@ func TestMatrixAuth(t *testing.T) {
 		if code := login(e, "/dav/", "alice", testPassword, "198.51.100.1"); code != http.StatusMultiStatus {
 			t.Fatalf("alice's first sign-in: %d", code)
 		}
-		burst := 0
-		for i := range 100 {
-			// A new address each time: only alice's own limiter can trip.
-			code := login(e, "/dav/", "alice", fmt.Sprintf("wrong%d", i), fmt.Sprintf("203.0.113.%d", i+1))
-			if code == http.StatusTooManyRequests {
-				break
-			}
-			if code != http.StatusUnauthorized {
-				t.Fatalf("wrong password %d: %d", i, code)
-			}
-			burst++
-		}
-		if burst == 100 {
-			t.Fatal("100 wrong passwords for alice and no 429")
-		}
+		// A new address each time: only alice's own limiter can trip.
+		burst := burstUntilLimited(t, "wrong passwords for alice", func(i int) int {
+			return login(e, "/dav/", "alice", fmt.Sprintf("wrong%d", i), fmt.Sprintf("203.0.113.%d", i+1))
+		})
 		for _, p := range []string{"/dav/", "/"} {
 			if code := login(e, p, "alice", testPassword, "192.0.2.7"); code != http.StatusTooManyRequests {
 				t.Errorf("alice's right password from a new address at %s during the lockout: %d, want 429", p, code)
@@ -701,20 +708,9 @@ func TestMatrixAuth(t *testing.T) {
 		if code := login(e, "/dav/", "bob", testPassword, "192.0.2.50"); code != http.StatusMultiStatus {
 			t.Fatalf("bob's first sign-in: %d", code)
 		}
-		burst := 0
-		for i := range 100 {
-			code := login(e, "/dav/", fmt.Sprintf("guess%d", i), "wrong", "192.0.2.50")
-			if code == http.StatusTooManyRequests {
-				break
-			}
-			if code != http.StatusUnauthorized {
-				t.Fatalf("guess %d: %d", i, code)
-			}
-			burst++
-		}
-		if burst == 100 {
-			t.Fatal("100 failed sign-ins from one address and no 429")
-		}
+		burst := burstUntilLimited(t, "failed sign-ins from one address", func(i int) int {
+			return login(e, "/dav/", fmt.Sprintf("guess%d", i), "wrong", "192.0.2.50")
+		})
 		if code := login(e, "/dav/", "bob", testPassword, "192.0.2.50"); code != http.StatusTooManyRequests {
 			t.Errorf("bob's right password (remembered from before) from the locked address: %d, want 429", code)
 		}

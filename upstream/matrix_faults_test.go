@@ -416,13 +416,7 @@ func matrixKilledMidSync(t *testing.T, srv *davServer) {
 	killAt := func(n int) {
 		multigets := 0
 		e.rec.setHook(func(r *http.Request) {
-			if r.Method != "REPORT" || r.GetBody == nil {
-				return
-			}
-			body, _ := r.GetBody()
-			var b bytes.Buffer
-			b.ReadFrom(body)
-			if !strings.Contains(b.String(), "calendar-multiget") {
+			if !isMultiget(r) {
 				return
 			}
 			if multigets++; multigets == n {
@@ -572,13 +566,7 @@ func matrixETagMidSync(t *testing.T, srv *davServer) {
 			var once sync.Once
 			localEdit := davEvent("m010", "local edit during the sync")
 			e.rec.setHook(func(r *http.Request) {
-				if r.Method != "REPORT" || r.GetBody == nil {
-					return
-				}
-				body, _ := r.GetBody()
-				var b bytes.Buffer
-				b.ReadFrom(body)
-				if !strings.Contains(b.String(), "calendar-multiget") {
+				if !isMultiget(r) {
 					return
 				}
 				once.Do(func() {
@@ -737,4 +725,20 @@ func matrixBothSides(t *testing.T, srv *davServer) {
 		"resolution sync %+v in %v (%d requests), setup %v, case %v",
 		srv.Kind, byReason, len(e.conflicts()), total, res, took.Round(time.Millisecond), requests,
 		setup.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+}
+
+// isMultiget reports whether r is a calendar-multiget REPORT (read from a
+// copy of its body).
+func isMultiget(r *http.Request) bool {
+	if r.Method != "REPORT" || r.GetBody == nil {
+		return false
+	}
+	body, err := r.GetBody()
+	if err != nil {
+		return false
+	}
+	defer body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(body)
+	return strings.Contains(b.String(), "calendar-multiget")
 }
